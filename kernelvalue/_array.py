@@ -1,0 +1,47 @@
+"""Array-API plumbing shared by the library: "everything follows X".
+
+Results and fitted state live on the namespace, device and floating dtype of
+the caller's input. Integer or boolean inputs are promoted to float64 (float32
+on backends without float64, e.g. Apple MPS).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from array_api_compat import array_namespace, device, is_numpy_array, is_torch_array, to_device
+
+__all__ = ["array_namespace", "device", "float_dtype", "as_float", "to_numpy", "like"]
+
+
+def float_dtype(x, xp):
+    """The floating dtype results take for input ``x``."""
+    if xp.isdtype(x.dtype, "real floating"):
+        return x.dtype
+    return xp.float64
+
+
+def as_float(x, xp=None):
+    """``x`` as a floating array on its own namespace and device."""
+    xp = array_namespace(x) if xp is None else xp
+    x = xp.asarray(x)
+    return xp.astype(x, float_dtype(x, xp), copy=False)
+
+
+def to_numpy(x) -> np.ndarray:
+    """A numpy copy (or view) of any Array-API array, including CUDA tensors."""
+    if is_numpy_array(x):
+        return x
+    if is_torch_array(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def like(values, ref, dtype=None):
+    """``values`` (numpy or Python scalars) moved to ``ref``'s namespace and device.
+
+    ``dtype`` defaults to ``ref``'s floating dtype.
+    """
+    xp = array_namespace(ref)
+    dtype = float_dtype(ref, xp) if dtype is None else dtype
+    out = xp.asarray(np.asarray(values), dtype=dtype) if not is_numpy_array(ref) else np.asarray(values, dtype=dtype)
+    return to_device(out, device(ref)) if not is_numpy_array(ref) else out
