@@ -1,0 +1,172 @@
+"""The paper's baselines: GRPO-type (GRPO, Dr. GRPO, GPG), REINFORCE-type
+(REINFORCE, RLOO, REINFORCE++) and the Oracle. All stateless.
+
+Conventions follow verl's ``core_algos`` outcome-reward estimators where they
+exist (singleton groups of GRPO/Dr. GRPO get mean 0 and std 1, ``eps = 1e-6``,
+``torch.std``'s unbiased std); each class says where it departs.
+
+Examples
+--------
+>>> import numpy as np
+>>> from kernelvalue.advantage import get_estimator
+>>> z = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+>>> get_estimator("drgrpo").compute([0, 0, 0, 1, 1, 1], z, step=1).advantages.round(3)
+array([ 0.667, -0.333, -0.333,  0.   ,  0.   ,  0.   ])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import AdvantageEstimator, Batch, check_positive, register_estimator
+
+__all__ = ["GRPO", "DrGRPO", "RLOO", "Reinforce", "ReinforcePP", "GPG", "Oracle"]
+
+
+def _group_mean_verl(batch: Batch):
+    """Group means, with verl's singleton rule (mean 0 for a group of one)."""
+    mean = batch.sums / batch.counts
+    return np.where(batch.counts > 1, mean, 0.0)
+
+
+@register_estimator("grpo")
+class GRPO(AdvantageEstimator):
+    """GRPO: ``A = (Z - mean_group) / (std_group + eps)``.
+
+    ``std`` is the unbiased (``G - 1``) group std, as ``torch.std`` in verl;
+    a group of one gets mean 0 and std 1 (verl), so its advantage is ``Z/(1+eps)``.
+
+    Parameters
+    ----------
+    eps : float, default 1e-6
+        verl's ``epsilon``.
+    """
+
+    def __init__(self, eps=1e-6):
+        self.eps = float(eps)
+        self._params = {"eps": self.eps}
+
+    def _compute(self, batch: Batch):
+        mean = _group_mean_verl(batch)
+        dev = batch.z - mean[batch.inverse]
+        ss = batch.group_sum(dev * dev)
+        g = batch.counts
+        std = np.where(g > 1, np.sqrt(ss / np.maximum(g - 1.0, 1.0)), 1.0)
+        base = mean[batch.inverse]
+        return dev / (std[batch.inverse] + self.eps), base
+
+
+@register_estimator("drgrpo", "dr_grpo", "dr.grpo")
+class DrGRPO(AdvantageEstimator):
+    """Dr. GRPO (Liu et al., 2025): ``A = Z - mean_group``, no std division.
+
+    A group of one gets baseline 0 (verl's singleton rule), so ``A = Z``.
+    """
+
+    def _compute(self, batch: Batch):
+        base = _group_mean_verl(batch)[batch.inverse]
+        return batch.z - base, base
+
+
+@register_estimator("rloo")
+class RLOO(AdvantageEstimator):
+    """RLOO (Ahmadian et al., 2024): baseline = mean of the other responses of the group.
+
+    ``A = Z_g - (S - Z_g)/(G - 1)``. A group of one has no other response:
+    baseline 0, so ``A = Z`` (plain REINFORCE for that prompt; verl's loop
+    version does the same).
+    """
+
+    def _compute(self, batch: Batch):
+        inv = batch.inverse
+        g = batch.counts[inv]
+        base = np.where(g > 1, (batch.sums[inv] - batch.z) / np.maximum(g - 1.0, 1.0), 0.0)
+        return batch.z - base, base
+
+
+@register_estimator("reinforce")
+class Reinforce(AdvantageEstimator):
+    """REINFORCE (Williams, 1992) without a baseline: ``A = Z``."""
+
+    def _compute(self, batch: Batch):
+        base = np.zeros_like(batch.z)
+        return batch.z.copy(), base
+
+
+@register_estimator("reinforce_pp", "reinforce++", "reinforce_plus_plus", "rpp")
+class ReinforcePP(AdvantageEstimator):
+    """REINFORCE++ (Hu, 2025) for outcome rewards: global batch whitening.
+
+    ``A = (Z - mean_batch) / sqrt(var_batch + 1e-8)`` with the unbiased batch
+    variance -- verl's ``masked_whiten`` applied to one scalar return per
+    response. The baseline reported is the batch mean. A batch of one response
+    gets variance 0.
+    """
+
+    def __init__(self, eps=1e-8):
+        self.eps = float(eps)
+        self._params = {"eps": self.eps}
+
+    def _compute(self, batch: Batch):
+        z = batch.z
+        mean = float(z.mean())
+        n = z.shape[0]
+        var = float(((z - mean) ** 2).sum() / (n - 1)) if n > 1 else 0.0
+        base = np.full_like(z, mean)
+        return (z - mean) / np.sqrt(var + self.eps), base
+
+
+@register_estimator("gpg")
+class GPG(AdvantageEstimator):
+    """GPG (Chu et al., 2025, "GPG: A Simple and Strong RL Baseline for Model Reasoning").
+
+    Our reading of the paper: group-mean baseline, no std normalisation
+    (``F_norm = 1``), and the "accurate gradient estimation" correction
+    ``alpha = B / (B - M)``: the loss is averaged over all ``B`` responses but
+    the ``M`` responses of groups whose rewards are all equal carry zero
+    advantage and so no gradient; rescaling by ``alpha`` restores the average
+    over the informative responses. ``A = alpha (Z - mean_group) / F_norm``;
+    ``alpha = 1`` when every group is degenerate (all advantages are 0 then).
+
+    Departures: verl's implementation uses ``alpha = B / count_nonzero(Z)``
+    (nonzero *rewards*); we count zero-advantage groups as the paper describes.
+    Groups of one follow verl's singleton rule (baseline 0, so ``A = alpha Z``)
+    and do not count as degenerate. The paper's resampling of batches with too
+    few valid groups is a data-pipeline step and not done here.
+
+    Parameters
+    ----------
+    f_norm : float, default 1.0
+        Constant divisor ``F_norm``.
+    """
+
+    def __init__(self, f_norm=1.0):
+        self.f_norm = check_positive("f_norm", f_norm)
+        self._params = {"f_norm": self.f_norm}
+
+    def _compute(self, batch: Batch):
+        inv = batch.inverse
+        mean = _group_mean_verl(batch)
+        dev = batch.z - mean[inv]
+        zmax = np.full(batch.n_groups, -np.inf)
+        zmin = np.full(batch.n_groups, np.inf)
+        np.maximum.at(zmax, inv, batch.z)
+        np.minimum.at(zmin, inv, batch.z)
+        degenerate = (batch.counts > 1) & (zmax == zmin)
+        B = float(batch.z.shape[0])
+        M = float(batch.counts[degenerate].sum())
+        alpha = B / (B - M) if B > M else 1.0
+        return alpha * dev / self.f_norm, mean[inv]
+
+
+@register_estimator("oracle", "true_value")
+class Oracle(AdvantageEstimator):
+    """The oracle baseline: the true value ``V(x)`` passed as ``values``.
+
+    ``A = Z - values``. ``compute`` raises a ValueError when ``values`` is missing.
+    """
+
+    needs_values = True
+
+    def _compute(self, batch: Batch, values):
+        return batch.z - values, values.copy()

@@ -1,0 +1,406 @@
+"""Kernelized Advantage Estimation (KAE) and three extensions beyond the paper.
+
+KAE (Gong et al., 2026) smooths a prompt's past rewards over the training-step
+index with a one-sided Nadaraya-Watson window of relative width ``i h`` and
+pools them with the other responses of the current group (leave-one-out, each
+with weight ``K(0)``)::
+
+    V_hat^(g) = [ sum_hist K((i - I_j)/(i h)) Z_j + K(0) sum_{k != g} Z_k ]
+                / [ sum_hist K((i - I_j)/(i h)) + (G - 1) K(0) ]
+    A^(g)     = Z_g - V_hat^(g)
+
+Registered names: ``"kae"`` (the paper), ``"kae_ll"`` (local linear in the step
+index), ``"kae_cv"`` (bandwidth chosen online by forward leave-one-out),
+``"kae_shrink"`` (empirical-Bayes shrinkage across prompts).
+
+Fallback (the paper leaves it open): where the denominator is zero -- ``G = 1``
+and no history inside the window -- the baseline is the global running mean of
+every reward the estimator has been updated with (0 before any update). It is
+a constant w.r.t. the current response, so the gradient stays unbiased, and it
+is the natural "nothing known about this prompt" value.
+
+Default bandwidth ``h = 0.2``: the paper reports results robust to ``h`` and does
+not fix one in what we have; 0.2 keeps the last fifth of training (e.g. 20
+steps at step 100), i.e. a few J-blocks of the schedule, and is the middle of
+the range its sensitivity figure explores.
+
+Examples
+--------
+>>> import numpy as np
+>>> from kernelvalue.advantage import get_estimator
+>>> est = get_estimator("kae", bandwidth=1.0)
+>>> est.update([0, 0], np.array([1.0, 0.0]), step=1)
+>>> res = est.compute([0, 0], np.array([1.0, 1.0]), step=2)
+>>> res.baselines   # history weight K((2-1)/(2*1)) = 0.5 each: (0.5*1 + 1*1) / (0.5*2 + 1)
+array([0.75, 0.75])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import get_kernel
+from ..smoothing import check_bandwidth
+from .base import Batch, StatefulEstimator, check_positive, check_unit, register_estimator
+from .history import RewardHistory
+
+__all__ = ["KAE", "KAELocalLinear", "KAECrossValidated", "KAEShrink"]
+
+
+@register_estimator("kae", "kernelized")
+class KAE(StatefulEstimator):
+    """Kernelized Advantage Estimation, exactly as in the paper.
+
+    Parameters
+    ----------
+    bandwidth : float, default 0.2
+        Relative bandwidth ``h``: at step ``i`` the window spans ``i h`` steps.
+    kernel : str or Kernel, default "triangular"
+        Any of :data:`kernelvalue.kernels.KERNELS` (the paper: triangular, and
+        exponential in its sensitivity study).
+    scale_std : bool, default False
+        Divide advantages by ``sigma + eps`` where ``sigma^2`` is the prompt's
+        kernel-weighted reward variance (history and the whole current group,
+        with the same weights). Off by default: the paper's formula has no std.
+    eps : float, default 1e-6
+        Added to ``sigma`` when ``scale_std``.
+    max_per_prompt : int or None, default 512
+        History cap per prompt (records = distinct steps), see :class:`RewardHistory`.
+
+    Notes
+    -----
+    Denominator zero (``G = 1``, nothing in the window): baseline = global running
+    mean of all rewards seen so far (0 before any update).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> est = KAE(bandwidth=0.2)
+    >>> est.compute(["q", "q", "q"], np.array([1.0, 0.0, 0.0]), step=1).baselines  # leave-one-out
+    array([0. , 0.5, 0.5])
+    """
+
+    _history_bandwidth_attr = "bandwidth"
+
+    def __init__(self, bandwidth=0.2, kernel="triangular", scale_std=False, eps=1e-6, max_per_prompt=512):
+        super().__init__()
+        self.bandwidth = check_positive("bandwidth", bandwidth)
+        self.kernel = get_kernel(kernel)
+        self.scale_std = bool(scale_std)
+        self.eps = float(eps)
+        self.max_per_prompt = max_per_prompt
+        self._params = {"bandwidth": self.bandwidth, "kernel": self.kernel.name, "scale_std": self.scale_std}
+        self.history = RewardHistory(self.kernel, self._history_bandwidth(), max_per_prompt=max_per_prompt)
+
+    def _history_bandwidth(self) -> float:
+        return self.bandwidth
+
+    # ---------------------------------------------------------------- pieces
+    def _sums(self, batch: Batch, moments, bandwidth=None):
+        rows = self.history.slots(batch.uniq)
+        h = self.bandwidth if bandwidth is None else bandwidth
+        return self.history.lookup(step=batch.step, bandwidth=h, moments=moments, rows=rows)
+
+    def _nw(self, batch: Batch, hs):
+        """Leave-one-out NW baselines (n,) and the mask where the denominator is 0."""
+        k0 = self.kernel.k0
+        inv = batch.inverse
+        den = hs["w0"][inv] + k0 * (batch.counts[inv] - 1.0)
+        num = hs["wz"][inv] + k0 * (batch.sums[inv] - batch.z)
+        empty = ~(den > 0)
+        base = np.where(empty, self.global_mean, num / np.where(empty, 1.0, den))
+        return base, empty
+
+    def _scale(self, batch: Batch, adv, hs):
+        if not self.scale_std:
+            return adv
+        k0 = self.kernel.k0
+        w = hs["w0"] + k0 * batch.counts
+        m1 = (hs["wz"] + k0 * batch.sums) / w
+        m2 = (hs["wzz"] + k0 * batch.group_sum(batch.z * batch.z)) / w
+        sd = np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
+        return adv / (sd[batch.inverse] + self.eps)
+
+    def _moments(self):
+        return ("w0", "wz", "wzz") if self.scale_std else ("w0", "wz")
+
+    def _compute(self, batch: Batch):
+        hs = self._sums(batch, self._moments())
+        base, _ = self._nw(batch, hs)
+        return self._scale(batch, batch.z - base, hs), base
+
+    def _update(self, batch: Batch) -> None:
+        self.history.append(batch.uniq, batch.counts, batch.sums, batch.group_sum(batch.z * batch.z), batch.step)
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["params"] = dict(self._params)
+        state["history"] = self.history.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if state["params"] != self._params:
+            raise ValueError(
+                f"state_dict was saved with {state['params']}, this estimator has {self._params}; "
+                "build it with the same options."
+            )
+        self.history.load_state_dict(state["history"])
+
+
+@register_estimator("kae_ll", "kae_local_linear")
+class KAELocalLinear(KAE):
+    """KAE with a local-linear fit over the step index (removes the one-sided drift bias).
+
+    A one-sided NW window at the current step ``i`` estimates ``V`` at the
+    window's centre of mass, about ``i h / 3`` steps in the past for the
+    triangular kernel, so under a drift of slope ``V'`` it carries an ``O(V' i h)``
+    bias. The local-linear fit -- weighted least squares of ``Z`` on
+    ``d = (I_j - i)/(i h)`` with the same weights (history ``K(u_j)``, the other
+    ``G - 1`` current responses at ``d = 0`` with ``K(0)``), leave-one-out over
+    the current group -- extrapolates the trend to ``d = 0`` and removes that
+    term, at the price of a larger variance (boundary extrapolation). Its
+    predictions can leave the reward range.
+
+    Falls back to KAE's NW estimate where the local design is degenerate
+    (``det <= 1e-10 * S0 * S2``, i.e. fewer than two distinct steps with weight:
+    the same relative tolerance as :mod:`kernelvalue.smoothing`), and to the
+    global running mean where NW is undefined too.
+
+    Parameters are those of :class:`KAE`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> est = KAELocalLinear(bandwidth=0.5)
+    >>> for i in range(1, 11):
+    ...     est.update([0, 0], np.full(2, 0.05 * i), step=i)   # a noise-free linear trend
+    >>> round(float(est.compute([0], np.array([0.55]), step=11).baselines[0]), 10)
+    0.55
+    """
+
+    def _compute(self, batch: Batch):
+        moments = ("w0", "wz", "wd", "wdd", "wdz") + (("wzz",) if self.scale_std else ())
+        hs = self._sums(batch, moments)
+        nw, _ = self._nw(batch, hs)
+        k0, inv = self.kernel.k0, batch.inverse
+        s0 = hs["w0"][inv] + k0 * (batch.counts[inv] - 1.0)
+        s1, s2 = hs["wd"][inv], hs["wdd"][inv]
+        y0 = hs["wz"][inv] + k0 * (batch.sums[inv] - batch.z)
+        y1 = hs["wdz"][inv]
+        det = s0 * s2 - s1 * s1
+        ok = det > 1e-10 * s0 * s2
+        ll = (s2 * y0 - s1 * y1) / np.where(ok, det, 1.0)
+        base = np.where(ok, ll, nw)
+        return self._scale(batch, batch.z - base, hs), base
+
+
+@register_estimator("kae_cv", "kae_auto")
+class KAECrossValidated(KAE):
+    """KAE whose bandwidth is chosen online by forward leave-one-out over past steps.
+
+    At every :meth:`update`, before the step's rewards join the history, each of
+    its rewards is predicted by KAE at every bandwidth of ``grid`` -- from the
+    prompt's strictly earlier history plus the other responses of its group,
+    i.e. leave-one-out with the one-sided window KAE itself uses -- and the
+    squared errors are pooled over all prompts into a running score per ``h``
+    (discounted by ``cv_decay`` per update, so the choice tracks how fast the
+    policy moves). Every ``refit_every`` steps the bandwidth becomes the grid
+    point with the smallest mean score. Responses whose prediction is undefined
+    for some ``h`` (``G = 1``, empty window) are left out for every ``h``, so all
+    grid points are scored on the same responses.
+
+    Why not :func:`kernelvalue.bandwidth.select_bandwidth` ("loo")? Its
+    leave-one-out is two-sided with an absolute bandwidth: it would score
+    interior fits that use future rewards, which KAE never has. This criterion
+    scores exactly the predictions KAE makes (boundary, relative window), costs
+    one ``(prompts, records, |grid|)`` lookup per step, and needs no refits over
+    the whole history. Kernels come from :mod:`kernelvalue.kernels` and the grid
+    is validated by :func:`kernelvalue.smoothing.check_bandwidth`.
+
+    Parameters
+    ----------
+    bandwidth : float, default 0.2
+        Bandwidth used until the first selection.
+    grid : array-like, optional
+        Candidate ``h`` values; default ``geomspace(0.02, 0.5, 9)``. The history
+        keeps what the largest needs.
+    refit_every : int, default 5
+        Steps between selections.
+    cv_decay : float in (0, 1], default 0.95
+        Discount of past scores per update (1 = never forget).
+    kernel, scale_std, eps, max_per_prompt
+        As in :class:`KAE`.
+
+    Attributes
+    ----------
+    cv_scores_ : ndarray (|grid|,)
+        Discounted sum of squared errors per grid point.
+    cv_counts_ : ndarray (|grid|,)
+        Discounted number of responses scored.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> est = KAECrossValidated(grid=[0.05, 0.2, 0.5], refit_every=5)
+    >>> for i in range(1, 41):    # stationary prompt: the widest window wins
+    ...     z = (rng.random(4) < 0.3).astype(float)
+    ...     _ = est.compute([0] * 4, z, step=i)
+    ...     est.update([0] * 4, z, step=i)
+    >>> est.bandwidth
+    0.5
+    """
+
+    def __init__(
+        self,
+        bandwidth=0.2,
+        kernel="triangular",
+        grid=None,
+        refit_every=5,
+        cv_decay=0.95,
+        scale_std=False,
+        eps=1e-6,
+        max_per_prompt=512,
+    ):
+        g = np.geomspace(0.02, 0.5, 9) if grid is None else np.asarray(grid, dtype=np.float64).reshape(-1)
+        import array_api_compat.numpy as xnp
+
+        self.grid = np.sort(np.asarray(check_bandwidth(g, g.shape[0], xnp, xnp.float64, "cpu")))
+        if isinstance(refit_every, bool) or int(refit_every) != refit_every or refit_every < 1:
+            raise ValueError(f"refit_every must be a positive integer, got {refit_every!r}.")
+        self.refit_every = int(refit_every)
+        self.cv_decay = check_unit("cv_decay", cv_decay, open_low=True)
+        self.initial_bandwidth = check_positive("bandwidth", bandwidth)
+        super().__init__(bandwidth, kernel, scale_std, eps, max_per_prompt)
+        self._params.update(grid=self.grid.tolist(), refit_every=self.refit_every, cv_decay=self.cv_decay)
+        self.cv_scores_ = np.zeros(self.grid.shape[0])
+        self.cv_counts_ = np.zeros(self.grid.shape[0])
+        self._last_refit = 0
+
+    def _history_bandwidth(self) -> float:
+        return float(max(self.grid.max(), self.bandwidth))
+
+    def _update(self, batch: Batch) -> None:
+        hs = self._sums(batch, ("w0", "wz"), bandwidth=self.grid)  # (p, H)
+        k0, inv = self.kernel.k0, batch.inverse
+        den = hs["w0"][inv] + k0 * (batch.counts[inv] - 1.0)[:, None]
+        num = hs["wz"][inv] + k0 * (batch.sums[inv] - batch.z)[:, None]
+        ok = np.all(den > 0, axis=1)
+        if ok.any():
+            err = batch.z[ok, None] - num[ok] / den[ok]
+            self.cv_scores_ = self.cv_decay * self.cv_scores_ + np.sum(err * err, axis=0)
+            self.cv_counts_ = self.cv_decay * self.cv_counts_ + float(ok.sum())
+        super()._update(batch)
+        if batch.step - self._last_refit >= self.refit_every and np.all(self.cv_counts_ > 0):
+            mse = self.cv_scores_ / self.cv_counts_
+            self.bandwidth = float(self.grid[int(np.argmin(mse))])
+            self._last_refit = batch.step
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["cv"] = {
+            "bandwidth": self.bandwidth,
+            "scores": self.cv_scores_.copy(),
+            "counts": self.cv_counts_.copy(),
+            "last_refit": self._last_refit,
+        }
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        cv = state["cv"]
+        self.bandwidth = float(cv["bandwidth"])
+        self.cv_scores_ = np.array(cv["scores"], dtype=np.float64)
+        self.cv_counts_ = np.array(cv["counts"], dtype=np.float64)
+        self._last_refit = int(cv["last_refit"])
+
+
+def eb_shrink(estimates, variances, centers):
+    """Empirical-Bayes (James-Stein type) shrinkage factors toward ``centers``.
+
+    Model: ``estimate_k ~ N(theta_k, s_k^2)``, ``theta_k ~ N(m, tau^2)``. With
+    ``tau^2`` estimated by moments, ``tau^2 = max(0, sum_k (est_k - mean)^2/(p-1)
+    - mean_k s_k^2)`` (Morris, 1983), the posterior mean is
+    ``center_k + (1 - B_k)(estimate_k - center_k)`` with ``B_k = s_k^2/(s_k^2 + tau^2)``.
+
+    Parameters
+    ----------
+    estimates, variances : ndarray (p,)
+        Per-prompt estimates and their sampling variances.
+    centers : ndarray (p,)
+        What each is shrunk toward (e.g. leave-one-prompt-out batch means).
+
+    Returns
+    -------
+    B : ndarray (p,)
+        Shrinkage factor in [0, 1]; all zeros when ``p < 3`` (James-Stein needs
+        three or more means to dominate the raw estimates).
+    """
+    p = estimates.shape[0]
+    if p < 3:
+        return np.zeros(p)
+    dev = estimates - estimates.mean()
+    tau2 = max(0.0, float(dev @ dev) / (p - 1) - float(variances.mean()))
+    tot = variances + tau2
+    return np.where(tot > 0, variances / np.where(tot > 0, tot, 1.0), 0.0)
+
+
+@register_estimator("kae_shrink", "kae_eb")
+class KAEShrink(KAE):
+    """KAE estimates shrunk across prompts toward the batch mean (empirical Bayes).
+
+    Each prompt's KAE baseline ``V^(g)`` (leave-one-out, as in :class:`KAE`) is
+    replaced by ``m_{-k} + (1 - B_k)(V^(g) - m_{-k})`` where
+
+    * ``m_{-k}``: mean of the other prompts' KAE estimates in the batch (leaving
+      prompt ``k`` out keeps the response's own reward out of its centre);
+    * ``B_k = s_k^2 / (s_k^2 + tau^2)`` (:func:`eb_shrink`) with
+      ``s_k^2 = sigma^2 * sum w^2 / (sum w)^2`` the variance of prompt ``k``'s
+      kernel-weighted mean (``(sum w)^2 / sum w^2`` is its effective sample
+      size; weights are the history's ``K(u_j)`` and ``K(0)`` for the group)
+      and ``sigma^2`` the pooled within-prompt reward variance (reliability-
+      weighted: ``sum_k SS_k / sum_k (W_k - W2_k / W_k)``).
+
+    It helps where windows are thin (early training, ``G = 1``, small ``h``) and
+    prompts have similar values; it hurts when prompt values are very spread
+    (``tau^2`` large makes ``B`` small, so it then reverts to KAE). ``B_k``
+    depends on the response's reward through the pooled ``sigma^2`` only, a
+    ``O(1/n)`` effect. Fewer than three prompts: no shrinkage.
+
+    Parameters are those of :class:`KAE`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> keys, z = [0, 0, 1, 1, 2, 2], np.array([1.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    >>> KAE().compute(keys, z, step=1).baselines
+    array([1., 1., 1., 0., 1., 0.])
+    >>> # the spread of the 3 prompt means is within noise (tau^2 = 0): each goes fully
+    >>> # to the mean of the other prompts' estimates
+    >>> KAEShrink().compute(keys, z, step=1).baselines
+    array([0.5 , 0.5 , 0.75, 0.75, 0.75, 0.75])
+    """
+
+    def _compute(self, batch: Batch):
+        hs = self._sums(batch, ("w0", "wz", "wzz", "w2"))
+        base, empty = self._nw(batch, hs)
+        k0 = self.kernel.k0
+        W = hs["w0"] + k0 * batch.counts
+        W2 = hs["w2"] + k0 * k0 * batch.counts
+        Y = hs["wz"] + k0 * batch.sums
+        YY = hs["wzz"] + k0 * batch.group_sum(batch.z * batch.z)
+        mu = Y / W
+        ss = np.maximum(YY - W * mu * mu, 0.0)
+        df = W - W2 / W
+        sigma2 = float(ss.sum() / df.sum()) if df.sum() > 0 else 0.0
+        var = sigma2 * W2 / (W * W)
+        p = batch.n_groups
+        center = (mu.sum() - mu) / (p - 1) if p > 1 else mu
+        B = eb_shrink(mu, var, center)
+        inv = batch.inverse
+        shrunk = center[inv] + (1.0 - B[inv]) * (base - center[inv])
+        base = np.where(empty, base, shrunk)
+        return self._scale(batch, batch.z - base, hs), base
+

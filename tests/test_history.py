@@ -1,0 +1,199 @@
+"""RewardHistory (bounded per-prompt store) and PromptScheduler (the paper's schedule)."""
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+from kernelvalue.advantage import PromptScheduler, RewardHistory
+from kernelvalue.advantage.history import MOMENTS
+
+
+def _feed(hist, rng, steps, n_keys=12, per_step=5, gmax=4, skip_prob=0.3):
+    """Random appends; returns the full list of (key, step, n, sum, sumsq) appended."""
+    log = []
+    for step in range(1, steps + 1):
+        if rng.random() < skip_prob:
+            continue
+        keys = rng.choice(n_keys, size=per_step, replace=False).tolist()
+        counts = rng.integers(1, gmax + 1, size=per_step).astype(float)
+        z = [rng.random(int(c)) for c in counts]
+        sums = np.array([x.sum() for x in z])
+        sumsq = np.array([(x * x).sum() for x in z])
+        hist.append(keys, counts, sums, sumsq, step)
+        log += [(k, step, c, s, q) for k, c, s, q in zip(keys, counts, sums, sumsq)]
+    return log
+
+
+def _brute(log, key, step, h, kern):
+    out = dict.fromkeys(MOMENTS, 0.0)
+    for k, s_, n, s, q in log:
+        if k != key or s_ >= step:
+            continue
+        u = (step - s_) / (step * h)
+        w = kern(u)
+        d = -u
+        out["w0"] += w * n
+        out["wz"] += w * s
+        out["wzz"] += w * q
+        out["w2"] += w * w * n
+        out["wd"] += w * n * d
+        out["wdd"] += w * n * d * d
+        out["wdz"] += w * s * d
+    return out
+
+
+KERNEL_FORMULAS = {
+    "triangular": lambda u: max(0.0, 1 - abs(u)),
+    "epanechnikov": lambda u: 0.75 * (1 - u * u) if abs(u) <= 1 else 0.0,
+    "exponential": lambda u: 0.5 * math.exp(-abs(u)),
+}
+
+
+@pytest.mark.parametrize("kernel", sorted(KERNEL_FORMULAS))
+def test_lookup_matches_brute_force(kernel, rng):
+    hist = RewardHistory(kernel, bandwidth=0.3, max_per_prompt=None)
+    log = _feed(hist, rng, steps=60)
+    keys = list(range(14))  # two never-seen keys get zeros
+    got = hist.lookup(keys, step=61, moments=tuple(MOMENTS))
+    for i, key in enumerate(keys):
+        ref = _brute(log, key, 61, 0.3, KERNEL_FORMULAS[kernel])
+        for name in MOMENTS:
+            # sums of <= 60*4 terms of size <= 4: 1e-12 absolute is ~100x float rounding
+            assert got[name][i] == pytest.approx(ref[name], abs=1e-12), (kernel, key, name)
+
+
+def test_dead_records_are_dropped_and_never_change_results(rng):
+    # Unpruned reference: s*h >= 1 means nothing ever dies; lookups at the smaller h agree.
+    pruned = RewardHistory("triangular", bandwidth=0.2, max_per_prompt=None, sweep_every=4)
+    full = RewardHistory("triangular", bandwidth=1.0, max_per_prompt=None)
+    rng2 = np.random.default_rng(1)
+    for step in range(1, 301):
+        keys = rng.choice(30, size=6, replace=False).tolist()
+        counts = rng.integers(1, 5, size=6).astype(float)
+        sums = counts * rng.random(6)
+        pruned.append(keys, counts, sums, sums, step)
+        full.append(keys, counts, sums, sums, step)
+        if step % 25 == 0:
+            q = rng2.choice(32, size=10, replace=False).tolist()
+            a = pruned.lookup(q, step=step + 1, moments=tuple(MOMENTS))
+            b = full.lookup(q, step=step + 1, bandwidth=0.2, moments=tuple(MOMENTS))
+            for name in MOMENTS:
+                np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-12)
+    assert pruned.n_records < full.n_records / 3  # the 0.2-window keeps ~ a fifth of 300 steps
+    # Every record kept is still inside the current window; every one dropped was outside.
+    for key in pruned.keys():
+        steps = pruned.records(key)[:, 0]
+        assert np.all(steps >= 300 * (1 - 0.2) - 1e-9)
+
+
+def test_cap_bounds_infinite_support_kernels(rng):
+    hist = RewardHistory("gaussian", bandwidth=0.2, max_per_prompt=7)
+    for step in range(1, 101):
+        hist.append([0, 1], [2.0, 1.0], [1.0, 0.0], [1.0, 0.0], step)
+    for key in (0, 1):
+        rec = hist.records(key)
+        assert rec.shape[0] == 7
+        np.testing.assert_array_equal(rec[:, 0], np.arange(94, 101))  # the newest 7 steps, in order
+    assert hist.capacity <= 8  # rows never grow past the cap (rounded to a power of two)
+
+
+def test_same_step_appends_merge_into_one_record():
+    hist = RewardHistory(bandwidth=0.5)
+    hist.append(["a"], [2], [1.0], [1.0], 3)
+    hist.append(["a", "b"], [1, 1], [1.0, 0.0], [1.0, 0.0], 3)
+    rec = hist.records("a")
+    np.testing.assert_array_equal(rec, [[3, 3, 2.0, 2.0]])
+    assert hist.n_entries == 4 and hist.n_records == 2
+
+
+def test_sweep_forgets_prompts_whose_records_all_died():
+    hist = RewardHistory("triangular", bandwidth=0.1, sweep_every=5)
+    hist.append(["old"], [1], [1.0], [1.0], 1)
+    for step in range(2, 40):
+        hist.append(["new"], [1], [0.0], [0.0], step)
+    assert "old" not in hist and "new" in hist
+    assert hist.lookup(["old"], step=40)["w0"][0] == 0.0
+
+
+def test_state_dict_round_trip_is_exact(rng):
+    a = RewardHistory("epanechnikov", bandwidth=0.25, max_per_prompt=16, sweep_every=3)
+    _feed(a, rng, steps=80)
+    b = RewardHistory("epanechnikov", bandwidth=0.25)
+    b.load_state_dict(pickle.loads(pickle.dumps(a.state_dict())))
+    keys = list(range(12))
+    for step in range(81, 120):
+        ka = a.lookup(keys, step=step, moments=tuple(MOMENTS))
+        kb = b.lookup(keys, step=step, moments=tuple(MOMENTS))
+        for name in MOMENTS:
+            np.testing.assert_array_equal(ka[name], kb[name])
+        new = rng.choice(12, size=4, replace=False).tolist()
+        for h in (a, b):
+            h.append(new, [2, 2, 2, 2], [1.0, 0.5, 2.0, 0.0], [1.0, 0.5, 2.0, 0.0], step)
+    assert a.n_records == b.n_records and a.keys() == b.keys()
+
+
+def test_history_errors():
+    with pytest.raises(ValueError, match="bandwidth"):
+        RewardHistory(bandwidth=0.0)
+    with pytest.raises(ValueError, match="kernel"):
+        RewardHistory("no-such-kernel")
+    with pytest.raises(ValueError, match="max_per_prompt"):
+        RewardHistory(max_per_prompt=0)
+    hist = RewardHistory(bandwidth=0.2)
+    hist.append([1], [1], [1.0], [1.0], 5)
+    with pytest.raises(ValueError, match="backwards"):
+        hist.append([1], [1], [1.0], [1.0], 4)
+    with pytest.raises(ValueError, match="exceeds the history's bandwidth"):
+        hist.lookup([1], step=6, bandwidth=0.5)
+    with pytest.raises(ValueError, match="unknown moments"):
+        hist.lookup([1], step=6, moments=("w9",))
+    other = RewardHistory(bandwidth=0.3)
+    with pytest.raises(ValueError, match="same ones"):
+        other.load_state_dict(hist.state_dict())
+
+
+# ----------------------------------------------------------------------------- scheduler
+def test_scheduler_repeats_each_minibatch_J_times_and_covers_every_prompt():
+    s = PromptScheduler(n_prompts=12, prompts_per_step=4, J=3, seed=7)
+    steps = [next(s) for _ in range(2 * s.steps_per_epoch)]
+    assert s.steps_per_epoch == 9
+    for b in range(0, len(steps), 3):
+        block = steps[b : b + 3]
+        assert all(np.array_equal(block[0], x) for x in block)
+        if b + 3 < len(steps):
+            assert not np.array_equal(block[0], steps[b + 3])
+    for e in range(2):
+        epoch = np.concatenate(steps[e * 9 : (e + 1) * 9 : 3])
+        np.testing.assert_array_equal(np.sort(epoch), np.arange(12))  # each prompt exactly once
+    first, second = np.concatenate(steps[0:9:3]), np.concatenate(steps[9:18:3])
+    assert not np.array_equal(first, second)  # reshuffled
+
+
+def test_scheduler_tops_up_a_short_last_minibatch():
+    s = PromptScheduler(n_prompts=10, prompts_per_step=4, J=1, seed=0)
+    batches = [next(s) for _ in range(3)]
+    assert all(b.shape == (4,) and len(set(b.tolist())) == 4 for b in batches)
+    assert set(np.concatenate(batches).tolist()) == set(range(10))
+
+
+def test_scheduler_resume_is_exact():
+    a = PromptScheduler(50, 8, 4, seed=3)
+    for _ in range(37):
+        next(a)
+    b = PromptScheduler(50, 8, 4, seed=999)
+    b.load_state_dict(pickle.loads(pickle.dumps(a.state_dict())))
+    for _ in range(100):
+        np.testing.assert_array_equal(next(a), next(b))
+    c, d = PromptScheduler(50, 8, 4, seed=3), PromptScheduler(50, 8, 4, seed=3)
+    assert all(np.array_equal(next(c), next(d)) for _ in range(20))  # seeded
+
+
+def test_scheduler_errors():
+    with pytest.raises(ValueError, match="prompts_per_step"):
+        PromptScheduler(4, 5, 2, 0)
+    with pytest.raises(ValueError, match="J must be"):
+        PromptScheduler(4, 2, 0, 0)
+    with pytest.raises(ValueError, match="scheduler state"):
+        PromptScheduler(4, 2, 2, 0).load_state_dict(PromptScheduler(6, 2, 2, 0).state_dict())
