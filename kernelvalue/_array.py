@@ -33,7 +33,11 @@ def to_numpy(x) -> np.ndarray:
         return x
     if is_torch_array(x):
         return x.detach().cpu().numpy()
-    return np.asarray(x)
+    try:
+        return np.asarray(x)
+    except (RuntimeError, TypeError, ValueError):  # e.g. array-api-strict arrays on a non-default device
+        xp = array_namespace(x)
+        return np.asarray(to_device(x, xp.__array_namespace_info__().default_device()))
 
 
 def like(values, ref, dtype=None):

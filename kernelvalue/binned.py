@@ -94,6 +94,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -135,6 +136,7 @@ _NOISE_REL = 1e-12
 _DET_REL = 1e-10
 
 
+@functools.lru_cache(maxsize=None)
 def _effective_support(kern: Kernel) -> float:
     """Half-width ``tau`` beyond which the kernel is negligible (or zero)."""
     if kern.compact:

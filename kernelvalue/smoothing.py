@@ -12,7 +12,12 @@ the full smoother matrix is formed only by :func:`smoother_matrix`.
 No-data policy: where an evaluation point has no training data inside the
 kernel support (NW's 0/0), or too few distinct points for a local line, the
 smoother row, the prediction and its norm are NaN and a ``RuntimeWarning``
-names the bandwidth and the fix. Nothing is silently filled in.
+names the bandwidth and the fix. Nothing is silently filled in. In d-D local
+linear fits, directions in which the window's points do not spread (collinear
+or redundant features) carry no slope: the fit is local linear along the
+directions the points span and local constant across the others (the
+minimum-norm least-squares solution); it is undefined only when the window
+has no spread at all.
 
 Examples
 --------
@@ -20,7 +25,7 @@ Examples
 >>> from kernelvalue.smoothing import smooth
 >>> X = np.linspace(0, 1, 50)[:, None]
 >>> y = 2 * X[:, 0] + 1
->>> float(smooth(X, y, np.array([[0.5]]), 0.2, degree=1)[0])  # LL reproduces lines
+>>> round(float(smooth(X, y, np.array([[0.5]]), 0.2, degree=1)[0]), 12)  # LL reproduces lines
 2.0
 """
 
@@ -77,7 +82,9 @@ def _block_rows(X, x_eval, h, kern, sample_weight, degree, xp):
     """Smoother rows ``l(x)`` for a block of evaluation points, and a mask of
     the points whose local fit is undefined (rows are NaN there)."""
     diff = X[None, :, :] - x_eval[:, None, :]  # (m, n, d)
-    w = xp.prod(kern(diff / h), axis=2)
+    u = diff / h
+    # 1-D: skip the product over features (a full extra pass and copy).
+    w = kern(u[:, :, 0]) if u.shape[2] == 1 else xp.prod(kern(u), axis=2)
     if sample_weight is not None:
         w = w * sample_weight[None, :]
     s0 = xp.sum(w, axis=1)
@@ -86,41 +93,74 @@ def _block_rows(X, x_eval, h, kern, sample_weight, degree, xp):
         s0 = xp.where(bad, xp.ones_like(s0), s0)
         rows = w / s0[:, None]
     else:
-        rows, bad = _local_linear_rows(w, diff, s0, xp)
+        # The local-linear intercept is invariant to rescaling the design:
+        # d-D works in bandwidth units so its singularity test is scale-free
+        # per dimension (the 1-D test is scale-free in any units).
+        rows, bad = _local_linear_rows(w, diff if diff.shape[2] == 1 else u, s0, xp)
     if bool(xp.any(bad)):
         rows = xp.where(bad[:, None], xp.full_like(rows, float("nan")), rows)
     return rows, bad
+
+
+def _singular_tol(xp, dtype):
+    # Relative size below which a local design counts as degenerate: 1e-10 in
+    # float64; in float32 the cancellation in s0*s2 - s1^2 alone is a few eps
+    # (~1e-7), so the threshold must sit well above it or rounding noise would
+    # pass for spread.
+    return max(1e-10, 64 * float(xp.finfo(dtype).eps))
 
 
 def _local_linear_rows(w, diff, s0, xp):
     # l_j(x0) = w_j [1, x_j - x0] A^{-1} e1 with A the weighted Gram matrix of
     # the local design [1, x - x0]; only the first column of A^{-1} is needed.
     m, n, d = diff.shape
-    s1 = xp.sum(w[:, :, None] * diff, axis=1)  # (m, d)
     if d == 1:
+        s1 = xp.sum(w[:, :, None] * diff, axis=1)[:, 0]
         s2 = xp.sum(w * diff[:, :, 0] ** 2, axis=1)
-        det = s0 * s2 - s1[:, 0] ** 2
+        det = s0 * s2 - s1**2
         # det is a weighted variance of x times s0^2: relative tolerance makes
         # "one distinct point in the window" singular whatever the units.
-        bad = ~(det > 1e-10 * s0 * s2)
+        bad = ~(det > _singular_tol(xp, det.dtype) * s0 * s2)
         det = xp.where(bad, xp.ones_like(det), det)
         c0 = s2 / det
-        c1 = -s1[:, 0] / det
+        c1 = -s1 / det
         rows = w * (c0[:, None] + c1[:, None] * diff[:, :, 0])
         return rows, bad
-    wd = w[:, :, None] * diff
-    s2 = xp.matmul(xp.permute_dims(wd, (0, 2, 1)), diff)  # (m, d, d)
-    top = xp.concat([s0[:, None, None], s1[:, None, :]], axis=2)
-    bottom = xp.concat([s1[:, :, None], s2], axis=2)
-    gram = xp.concat([top, bottom], axis=1)  # (m, d+1, d+1)
-    counts = xp.sum(xp.astype(w > 0, xp.int64), axis=1)
-    bad = counts < d + 1
-    eye = xp.eye(d + 1, dtype=gram.dtype, device=device(gram))
-    gram = xp.where(bad[:, None, None], eye[None, :, :], gram)
-    e1 = xp.zeros((m, d + 1, 1), dtype=gram.dtype, device=device(gram))
-    e1 = xp.concat([xp.ones((m, 1, 1), dtype=gram.dtype, device=device(gram)), e1[:, 1:, :]], axis=1)
-    coef = xp.linalg.solve(gram, e1)[:, :, 0]  # (m, d+1)
-    rows = w * (coef[:, 0:1] + xp.sum(diff * coef[:, None, 1:], axis=2))
+    return _local_linear_rows_nd(w, diff, s0, xp)
+
+
+def _local_linear_rows_nd(w, u, s0, xp):
+    # Centred form of the same solution: with weighted mean mu and covariance C
+    # of the local design u (in bandwidth units), the intercept at x0 is
+    # l_j = w_j / s0 * (1 - (u_j - mu)^T C^+ mu).  Centring keeps the solve
+    # well conditioned.  C^+ is the pseudo-inverse over the directions in
+    # which the window's points spread: with collinear or redundant features
+    # no slope is identifiable across the flat directions, so the fit is local
+    # linear along the spanned ones and local constant across the rest (the
+    # minimum-norm weighted least-squares solution). The fit is undefined only
+    # when the window has no spread at all (the 1-D rule).
+    m, n, d = u.shape
+    empty = ~(s0 > 0)
+    s0_safe = xp.where(empty, xp.ones_like(s0), s0)
+    p = w / s0_safe[:, None]  # normalised weights (m, n)
+    mu = xp.sum(p[:, :, None] * u, axis=1)  # (m, d)
+    pu = p[:, :, None] * u
+    second = xp.matmul(xp.permute_dims(pu, (0, 2, 1)), u)  # E_w[u u^T], (m, d, d)
+    cov = second - mu[:, :, None] * mu[:, None, :]
+    cov = 0.5 * (cov + xp.permute_dims(cov, (0, 2, 1)))
+    eye = xp.eye(d, dtype=u.dtype, device=device(u))
+    cov = xp.where(empty[:, None, None], eye[None, :, :], cov)
+    lam, vec = xp.linalg.eigh(cov)  # ascending eigenvalues
+    # Relative threshold as in 1-D (var > 1e-10 E[u^2]), against the largest
+    # uncentred second moment so the test does not depend on the location.
+    scale = xp.max(xp.linalg.diagonal(second), axis=1)
+    keep = lam > _singular_tol(xp, lam.dtype) * scale[:, None]
+    bad = empty | ~xp.any(keep, axis=1)
+    safe_lam = xp.where(keep, lam, xp.ones_like(lam))
+    inv_lam = xp.where(keep, 1.0 / safe_lam, xp.zeros_like(lam))
+    proj = xp.sum(vec * mu[:, :, None], axis=1)  # V^T mu, (m, d)
+    c = xp.sum(vec * (inv_lam * proj)[:, None, :], axis=2)  # V diag(1/lam) V^T mu
+    rows = p * (1.0 - xp.sum((u - mu[:, None, :]) * c[:, None, :], axis=2))
     return rows, bad
 
 
@@ -284,16 +324,19 @@ def smoother_stats(X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weig
     xp, X, _, h, kern, sw = _prepare(X, None, bandwidth, kernel, degree, sample_weight)
     y = xp.asarray(y, dtype=X.dtype, device=device(X))
     fitted, diag, sst, n_bad = [], [], 0.0, 0
-    idx = xp.arange(X.shape[0], device=device(X))
+    n = X.shape[0]
     for start, stop, rows, bad in _blocks(X, X, h, kern, sw, degree, xp, chunk_size):
-        fitted.append(xp.sum(rows * y[None, :], axis=1))
-        # S_ii for the block: pick column start+k from row k.
-        cols = idx[start:stop]
-        onehot = cols[:, None] == idx[None, :]
-        diag.append(xp.sum(xp.where(onehot, rows, xp.zeros_like(rows)), axis=1))
-        good = ~bad
-        sst += float(xp.sum(xp.where(good[:, None], rows * rows, xp.zeros_like(rows))))
-        n_bad += int(xp.sum(xp.astype(bad, xp.int64)))
+        fitted.append(xp.matmul(rows, y))
+        # S_ii for the block: row k's column start+k, gathered from the
+        # flattened block (O(chunk) instead of an O(chunk * n) mask).
+        k = xp.arange(stop - start, device=device(X))
+        diag.append(xp.take(xp.reshape(rows, (-1,)), k * (n + 1) + start))
+        n_bad_block = int(xp.sum(xp.astype(bad, xp.int64)))
+        if n_bad_block:  # undefined rows are NaN: leave them out of tr SS^T
+            rows = xp.where(bad[:, None], xp.zeros_like(rows), rows)
+        flat = xp.reshape(rows, (-1,))
+        sst += float(xp.vecdot(flat, flat))
+        n_bad += n_bad_block
     diag = xp.concat(diag)
     trace = float(xp.sum(xp.where(xp.isnan(diag), xp.zeros_like(diag), diag)))
     return SmootherStats(xp.concat(fitted), diag, trace, sst, n_bad)
