@@ -155,9 +155,9 @@ plt.show()
 # * Caveats we measured and state plainly: the group-*mean* advantage (Dr. GRPO, GPG) equals
 #   $\frac{G-1}{G}$ times RLOO's, a gradient shrunk towards zero; on these bandits, where the
 #   per-step gradient is noisy relative to its size, that shrinkage *lowers* gradient MSE below the
-#   oracle's despite the bias (JSPO's shrinkage likewise; at $G=1$ JSPO's advantages are shrunk
-#   almost to zero, and a near-zero gradient has a small MSE when the per-step signal is weak: gradient
-#   MSE alone does not rank training quality). GRPO and REINFORCE++ divide by a standard deviation
+#   oracle's despite the bias: gradient MSE alone does not rank training quality. (JSPO is
+#   leave-one-out at both levels, so its gradient is unbiased; at $G=1$ its baseline is the other
+#   prompts' mean.) GRPO and REINFORCE++ divide by a standard deviation
 #   and so estimate a rescaled gradient; their gradient MSE is not comparable in scale.
 
 # %%

@@ -75,6 +75,21 @@ def brute_kae_ll(history, keys, z, step, h, kernel, global_mean):
     return out
 
 
+def check_against_brute(est, run, ref_fn, atol):
+    """Drive ``est`` over ``run``; every step its (advantages, baselines) must equal
+    ``ref_fn(history, keys, z, step, global_mean)`` (an unbounded list of (key, step, reward))."""
+    history, seen = [], []
+    for step, keys, z in run:
+        gm = float(np.mean(seen)) if seen else 0.0
+        ref_adv, ref_base = ref_fn(history, keys, z, step, gm)
+        res = est.compute(keys, z, step)
+        np.testing.assert_allclose(res.baselines, ref_base, rtol=0, atol=atol)
+        np.testing.assert_allclose(res.advantages, ref_adv, rtol=0, atol=atol)
+        est.update(keys, z, step)
+        history += [(k, step, r) for k, r in zip(keys, z)]
+        seen += list(z)
+
+
 def drive(est, run, values=None):
     out = []
     for i, (step, keys, z) in enumerate(run):
@@ -100,17 +115,34 @@ def drive(est, run, values=None):
 def test_kae_matches_brute_force(kernel, h, str_keys, p_single, rng):
     run = random_run(rng, 70, str_keys=str_keys, p_single=p_single)
     est = get_estimator("kae", bandwidth=h, kernel=kernel, max_per_prompt=None)
-    history, seen = [], []
-    for step, keys, z in run:
-        gm = float(np.mean(seen)) if seen else 0.0
-        ref = brute_kae(history, keys, z, step, h, kernel, gm)
-        res = est.compute(keys, z, step)
-        # values are averages of rewards in [0, 1]: 1e-12 absolute is ~1e4 ulps of slack
-        np.testing.assert_allclose(res.baselines, ref, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(res.advantages, z - ref, rtol=0, atol=1e-12)
-        est.update(keys, z, step)
-        history += [(k, step, r) for k, r in zip(keys, z)]
-        seen += list(z)
+
+    def ref(history, keys, z, step, gm):
+        base = brute_kae(history, keys, z, step, h, kernel, gm)
+        return z - base, base
+
+    # values are averages of rewards in [0, 1]: 1e-12 absolute is ~1e4 ulps of slack
+    check_against_brute(est, run, ref, atol=1e-12)
+
+
+def test_kae_scale_std_matches_brute_force(rng):
+    # sigma^2 of a prompt: kernel-weighted variance over its history and its whole current group
+    run = random_run(rng, 40, p_single=0.3)
+    est = get_estimator("kae", bandwidth=0.4, scale_std=True, eps=1e-3, max_per_prompt=None)
+    K, k0 = KERNELS["triangular"]
+
+    def ref(history, keys, z, step, gm):
+        base = brute_kae(history, keys, z, step, 0.4, "triangular", gm)
+        adv = np.empty(len(keys))
+        for g, key in enumerate(keys):
+            w = [K((step - hs) / (step * 0.4)) for hk, hs, hz in history if hk == key] + [k0] * keys.count(key)
+            y = [hz for hk, hs, hz in history if hk == key] + [z[j] for j, k in enumerate(keys) if k == key]
+            w, y = np.array(w), np.array(y)
+            m = (w * y).sum() / w.sum()
+            adv[g] = (z[g] - base[g]) / (np.sqrt((w * (y - m) ** 2).sum() / w.sum()) + 1e-3)
+        return adv, base
+
+    # |advantage| <= 1 / eps = 1e3: 1e-9 absolute is again ~1e4 ulps of its scale
+    check_against_brute(est, run, ref, atol=1e-9)
 
 
 def test_kae_single_stream_uses_history_only_and_falls_back_to_global_mean():
@@ -124,28 +156,18 @@ def test_kae_single_stream_uses_history_only_and_falls_back_to_global_mean():
     np.testing.assert_allclose(res.baselines, [0.5, 0.5, 0.0])
 
 
-def test_kae_scale_std_divides_by_weighted_std():
-    est = get_estimator("kae", bandwidth=1.0, scale_std=True)
-    z = np.array([1.0, 0.0, 0.0, 1.0])
-    res = est.compute([0, 0, 0, 0], z, 1)
-    # no history: weights K(0) on the whole group -> population std 0.5
-    np.testing.assert_allclose(res.advantages, (z - res.baselines) / (0.5 + 1e-6), atol=1e-12)
-
-
 @pytest.mark.parametrize("kernel,h", [("triangular", 0.3), ("exponential", 0.2), ("epanechnikov", 0.6)])
 def test_kae_ll_matches_weighted_least_squares(kernel, h, rng):
     run = random_run(rng, 50, p_single=0.3)
     est = get_estimator("kae_ll", bandwidth=h, kernel=kernel, max_per_prompt=None)
-    history, seen = [], []
-    for step, keys, z in run:
-        gm = float(np.mean(seen)) if seen else 0.0
-        ref = brute_kae_ll(history, keys, z, step, h, kernel, gm)
-        res = est.compute(keys, z, step)
-        # lstsq vs closed form on well-conditioned 2x2 systems (d in [-1, 0]): 1e-9
-        np.testing.assert_allclose(res.baselines, ref, rtol=0, atol=1e-9)
-        est.update(keys, z, step)
-        history += [(k, step, r) for k, r in zip(keys, z)]
-        seen += list(z)
+
+    def ref(history, keys, z, step, gm):
+        base = brute_kae_ll(history, keys, z, step, h, kernel, gm)
+        return z - base, base
+
+    # lstsq (SVD) vs the closed-form 2x2 solve: d in [-1, 0] keeps the systems well conditioned here,
+    # but the closed form's det = S0 S2 - S1^2 cancels a few digits: 1e-9 rather than 1e-12
+    check_against_brute(est, run, ref, atol=1e-9)
 
 
 def test_kae_ll_removes_linear_drift_bias():
@@ -199,8 +221,8 @@ def test_kae_cv_beats_a_mistuned_h_and_roughly_ties_a_good_one():
     mse = {k: _value_mse(("kae", "kae_cv"), 150, f, bern, bandwidth=0.2) for k, f in runs.items()}
     assert mse["fast"]["kae_cv"] < 0.5 * mse["fast"]["kae"]
     assert mse["flat"]["kae_cv"] < 0.6 * mse["flat"]["kae"]
-    # where h = 0.2 is already right, the online choice lags the drifting optimum: a small loss
-    assert mse["slow"]["kae"] < mse["slow"]["kae_cv"] < 1.3 * mse["slow"]["kae"]
+    # where h = 0.2 is already right, the online choice (which lags the drifting optimum) roughly ties
+    assert abs(mse["slow"]["kae_cv"] / mse["slow"]["kae"] - 1) < 0.3
 
 
 def test_kae_shrink_helps_thin_windows_and_fades_with_rich_ones():
@@ -271,7 +293,11 @@ def brute_shrink(history, keys, z, step, h, kernel, global_mean):
     for g, key in enumerate(keys):
         i = uniq.index(key)
         center = (mus.sum() - mus[i]) / (p - 1)
-        B = var[i] / (var[i] + tau2) if var[i] + tau2 > 0 else 0.0
+        # variance of response g's own leave-one-out estimate: history plus the G - 1 others
+        w = [K((step - hs) / (step * h)) for hk, hs, hz in history if hk == key]
+        w = np.array(w + [k0] * (keys.count(key) - 1))
+        t = sigma2 * (w * w).sum() / w.sum() ** 2
+        B = t / (t + tau2) if t + tau2 > 0 else 0.0
         out[g] = center + (1 - B) * (nw[g] - center)
     return out
 
@@ -279,15 +305,12 @@ def brute_shrink(history, keys, z, step, h, kernel, global_mean):
 def test_kae_shrink_matches_brute_force(rng):
     run = random_run(rng, 40, g_choices=(2, 3, 4), n_keys=8)
     est = get_estimator("kae_shrink", bandwidth=0.3, max_per_prompt=None)
-    history, seen = [], []
-    for step, keys, z in run:
-        gm = float(np.mean(seen)) if seen else 0.0
-        ref = brute_shrink(history, keys, z, step, 0.3, "triangular", gm)
-        res = est.compute(keys, z, step)
-        np.testing.assert_allclose(res.baselines, ref, rtol=0, atol=1e-12)
-        est.update(keys, z, step)
-        history += [(k, step, r) for k, r in zip(keys, z)]
-        seen += list(z)
+
+    def ref(history, keys, z, step, gm):
+        base = brute_shrink(history, keys, z, step, 0.3, "triangular", gm)
+        return z - base, base
+
+    check_against_brute(est, run, ref, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- baselines vs references
@@ -348,17 +371,19 @@ def ref_jspo(keys, z):
     ss = sum(np.sum((z[groups[k]] - np.mean(z[groups[k]])) ** 2) for k in uniq)
     df = float(np.sum(G - 1))
     p = len(uniq)
+    sigma2 = ss / df if df > 0 else 0.0
+    tau2 = max(0.0, np.sum((means - means.mean()) ** 2) / (p - 1) - np.mean(sigma2 / G)) if p >= 3 else None
     base = np.empty(len(z))
     for i, k in enumerate(uniq):
-        if df > 0 and p >= 3:
-            s2 = ss / df / G
-            tau2 = max(0.0, np.sum((means - means.mean()) ** 2) / (p - 1) - s2.mean())
-            c = (means.sum() - means[i]) / (p - 1)
-            B = s2[i] / (s2[i] + tau2) if s2[i] + tau2 > 0 else 0.0
-            b = c + (1 - B) * (means[i] - c)
-        else:
-            b = means[i]
-        base[groups[k]] = b
+        c = (means.sum() - means[i]) / (p - 1) if p > 1 else 0.0
+        for g in groups[k]:
+            if len(groups[k]) == 1:
+                base[g] = c  # no other response: the other prompts' mean
+                continue
+            loo = (z[groups[k]].sum() - z[g]) / (len(groups[k]) - 1)
+            t = sigma2 / (len(groups[k]) - 1)
+            B = t / (t + tau2) if df > 0 and tau2 is not None and t + tau2 > 0 else 0.0
+            base[g] = c + (1 - B) * (loo - c)
     return z - base, base
 
 
@@ -385,6 +410,19 @@ def test_stateless_baselines_match_references(name, rng):
     res = est.compute([0, 0, 1, 1], np.array([1.0, 1.0, 1.0, 0.0]), 1)
     if name == "gpg":
         np.testing.assert_allclose(res.advantages, [0, 0, 1.0, -1.0])
+
+
+def test_jspo_leaves_each_response_out_and_serves_single_streams():
+    # Singletons only (G = 1): no leave-one-out mean, so each baseline is the other prompts' mean and the
+    # advantages carry signal (a group-mean baseline would zero them all).
+    z = np.array([1.0, 0.0, 0.0, 1.0])
+    res = get_estimator("jspo").compute([0, 1, 2, 3], z, 1)
+    np.testing.assert_allclose(res.baselines, (z.sum() - z) / 3, rtol=0, atol=1e-15)
+    # Fixed shrinkage (tau^2 = 0 here, so B = 1 for every group): the baseline ignores the response's own reward.
+    keys = [0, 0, 1, 1, 2, 2]
+    a = get_estimator("jspo").compute(keys, np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0]), 1).baselines
+    b = get_estimator("jspo").compute(keys, np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0]), 1).baselines
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-15)
 
 
 def test_oracle_uses_values_and_requires_them():
@@ -453,22 +491,26 @@ batches = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)  # fixed examples: CI is reproducible
 @given(batch=batches)
 def test_group_centred_estimators_sum_to_zero_within_groups(batch):
     keys = [k for k, _ in batch]
     z = np.array([r for _, r in batch])
     _, inv = group_ids(keys)
-    multi = np.bincount(inv)[inv] > 1
+    G = np.bincount(inv)
+    multi = G[inv] > 1
+    mean = np.bincount(inv, weights=z) / G
+    std = np.sqrt(np.bincount(inv, weights=(z - mean[inv]) ** 2) / np.maximum(G - 1, 1))
     for name in ("rloo", "drgrpo", "grpo", "gpg"):
         adv = get_estimator(name).compute(keys, z, 1).advantages
         sums = np.bincount(inv, weights=np.where(multi, adv, 0.0))
-        # each group sum is a difference of O(G) terms of size <= 1/eps for GRPO: 1e-9 * G / eps-scale
-        scale = 1e6 if name == "grpo" else 1.0
-        assert np.all(np.abs(sums) <= 1e-12 * 30 * scale)
+        # The rounded group mean leaves sum(Z - mean) ~ G ulps of the rewards (<= 1); GRPO then divides
+        # by std + 1e-6 and GPG multiplies by alpha <= n: 8 G ulps times that factor.
+        factor = {"grpo": 1.0 / (std + 1e-6), "gpg": float(len(z))}.get(name, 1.0)
+        assert np.all(np.abs(sums) <= 8 * G * np.finfo(float).eps * factor), name
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(
     steps=st.lists(st.lists(st.tuples(st.integers(0, 4), st.floats(0, 1, allow_nan=False)), min_size=1, max_size=12),
                    min_size=1, max_size=8),
@@ -523,9 +565,10 @@ def test_save_resume_is_bit_identical(name, rng):
 
 
 def test_state_dict_rejects_other_options():
-    a = get_estimator("kae", bandwidth=0.2)
-    with pytest.raises(ValueError, match="same options"):
-        get_estimator("kae", bandwidth=0.3).load_state_dict(a.state_dict())
+    for name, mine, other in [("kae", {"bandwidth": 0.2}, {"bandwidth": 0.3}), ("kae", {}, {"eps": 1e-3}),
+                              ("ema", {"decay": 0.9}, {"decay": 0.8}), ("spo", {}, {"rho": 0.5})]:  # fmt: skip
+        with pytest.raises(ValueError, match="same options"):
+            get_estimator(name, **other).load_state_dict(get_estimator(name, **mine).state_dict())
 
 
 # ----------------------------------------------------------------------------- backends
@@ -549,9 +592,20 @@ def test_torch_in_torch_out(name):
 def test_numpy_int_rewards_give_float64_and_keys_can_be_mixed():
     res = get_estimator("rloo").compute([1, "1", 1, "1"], np.array([1, 0, 0, 1]), 1)
     assert res.advantages.dtype == np.float64
+    res32 = get_estimator("kae").compute([1, 1], np.array([1.0, 0.0], dtype=np.float32), 1)
+    assert res32.advantages.dtype == res32.baselines.dtype == np.float32  # a float dtype is kept
     np.testing.assert_array_equal(res.baselines, [0.0, 1.0, 1.0, 0.0])  # 1 and "1" are different prompts
     res = get_estimator("rloo").compute((7, 8, 7), [1.0, 0.0, 0.0], 1)  # tuples and lists
     np.testing.assert_array_equal(res.baselines, [0.0, 0.0, 1.0])
+    # tuple keys are single hashables, not rows of a 2-D key array
+    keys = [("gsm8k", 3), ("math", 3), ("gsm8k", 3), ("gsm8k", 4)]
+    uniq, inv = group_ids(keys)
+    assert uniq == [("gsm8k", 3), ("math", 3), ("gsm8k", 4)] and inv.tolist() == [0, 1, 0, 2]
+    est = get_estimator("kae", bandwidth=1.0)
+    z = np.array([1.0, 0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(est.compute(keys, z, 1).baselines, [0.0, 0.0, 1.0, 0.0])
+    est.update(keys, z, 1)
+    assert ("gsm8k", 3) in est.history
 
 
 # ----------------------------------------------------------------------------- errors and registry
@@ -561,6 +615,9 @@ def test_bad_inputs_raise_clear_errors():
         est.compute([0, 0], np.array([1.0, np.nan]), 1)
     with pytest.raises(ValueError, match="keys has 3 entries but rewards has 2"):
         est.compute([0, 0, 1], np.array([1.0, 0.0]), 1)
+    for bad_keys in (None, "p0", 3):
+        with pytest.raises(TypeError, match="keys must be a sequence or array with one prompt key per response"):
+            est.compute(bad_keys, np.array([1.0]), 1)
     with pytest.raises(ValueError, match="empty batch"):
         est.compute([], np.array([]), 1)
     with pytest.raises(ValueError, match="step must be >= 1"):
@@ -587,6 +644,11 @@ def test_registry_errors_and_aliases():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="bandwidth must be finite and > 0"):
             get_estimator("kae", bandwidth=bad)
+    for name in ("grpo", "kae", "reinforce_pp"):
+        with pytest.raises(ValueError, match="eps must be finite and >= 0"):
+            get_estimator(name, eps=-1e-6)
+    with pytest.raises(ValueError, match="refit_every must be a positive integer"):
+        get_estimator("kae_cv", refit_every=0)
     with pytest.raises(ValueError, match="kernel='nope' is unknown"):
         get_estimator("kae", kernel="nope")
     with pytest.raises(ValueError, match="bandwidth"):
@@ -612,3 +674,19 @@ def test_register_estimator_adds_a_custom_estimator():
             register_estimator("half_test")(type("Other", (AdvantageEstimator,), {}))
     finally:
         del ESTIMATORS["half_test"]
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["kernelvalue.advantage", "kernelvalue.advantage.base", "kernelvalue.advantage.history",
+     "kernelvalue.advantage.kae", "kernelvalue.advantage.baselines", "kernelvalue.advantage.peers",
+     "kernelvalue.advantage.scheduler"],
+)  # fmt: skip
+def test_docstring_examples_run(module):
+    # The numpydoc examples are part of the documentation: keep them true.
+    import doctest
+    import importlib
+
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    res = doctest.testmod(importlib.import_module(module), optionflags=flags)
+    assert res.failed == 0 and res.attempted > 0

@@ -240,7 +240,7 @@ def test_value_mse_kae_vs_grpo_loo_and_reinforce_pp(trained):
     s = summarize(df, reference="rloo")
     # The paper: KAE cuts value MSE by 60-70% vs GRPO at G in {4, 8}. RLOO's baseline is GRPO's group
     # mean with the response left out (variance V(1-V)/(G-1)); KAE pools ~J steps of the prompt's
-    # history, so its MSE should be a fraction of it. Measured: 0.17 (mean over 240 paired steps).
+    # history, so its MSE should be a fraction of it. Measured: 0.15 (mean over 240 paired steps).
     assert s.loc["kae", "value_mse_ratio"] <= 0.4
     # REINFORCE++'s batch-global mean ignores the spread of prompt values (sd ~0.3 here): the worst
     # of the three.
@@ -252,14 +252,15 @@ def test_gradient_mse_oracle_property(trained):
     _, df = trained
     s = summarize(df, reference="oracle")
     # A baseline b independent of the response's own reward adds E[(b - V)^2 |score|^2] to the
-    # oracle's gradient MSE, i.e. a relative excess of about value_mse / E[Var(Z|x)] (~0.009/0.2 here);
-    # "within a few percent" of the oracle is <= 6%. Measured: +3.7% (KAE), +34% (RLOO).
+    # oracle's gradient MSE, i.e. a relative excess of about value_mse / E[Var(Z|x)] (~0.008/0.2 here);
+    # "within a few percent" of the oracle is <= 6%. Measured: +3.2% (KAE), +33% (RLOO).
     assert 0.98 <= s.loc["kae", "grad_mse_ratio"] <= 1.06
     assert s.loc["kae", "grad_mse"] < s.loc["rloo", "grad_mse"]
-    # KAE's excess over the oracle is of the size value_mse / Var(Z) predicts (factor-2 band).
+    # KAE's excess over the oracle is of the size value_mse / Var(Z) predicts (factor-2 band: the
+    # prediction ignores how |score|^2 and (b - V)^2 co-vary across prompts). Measured: 0.032 vs 0.038.
     rel_excess = s.loc["kae", "grad_mse_ratio"] - 1
     pred = s.loc["kae", "value_mse"] / 0.2
-    assert pred / 3 < rel_excess < 3 * pred
+    assert pred / 2 < rel_excess < 2 * pred
 
 
 def _rate_experiment(n_prompts, steps, c=3.0, G=4, seed=6):
@@ -432,3 +433,14 @@ def test_driver_errors():
         run_comparison(b, ["rloo"], n_steps=2, G=2, driver="rloo", lr=float("nan"))
     with pytest.raises(ValueError, match="without a 'name'"):
         run_comparison(b, {"x": {"bandwidth": 0.1}}, n_steps=2, G=2, driver="x")
+
+
+def test_docstring_examples_run():
+    # The numpydoc examples (pandas for the tables) are part of the documentation: keep them true.
+    import doctest
+
+    import kernelvalue.bandits
+
+    pytest.importorskip("pandas")
+    res = doctest.testmod(kernelvalue.bandits, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert res.failed == 0 and res.attempted > 0

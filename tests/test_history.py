@@ -48,10 +48,11 @@ KERNEL_FORMULAS = {
     "triangular": lambda u: max(0.0, 1 - abs(u)),
     "epanechnikov": lambda u: 0.75 * (1 - u * u) if abs(u) <= 1 else 0.0,
     "exponential": lambda u: 0.5 * math.exp(-abs(u)),
+    "gaussian": lambda u: math.exp(-0.5 * u * u) / math.sqrt(2 * math.pi),
 }
 
 
-@pytest.mark.parametrize("kernel", sorted(KERNEL_FORMULAS))
+@pytest.mark.parametrize("kernel", ["epanechnikov", "exponential", "triangular"])
 def test_lookup_matches_brute_force(kernel, rng):
     hist = RewardHistory(kernel, bandwidth=0.3, max_per_prompt=None)
     log = _feed(hist, rng, steps=60)
@@ -97,6 +98,36 @@ def test_cap_bounds_infinite_support_kernels(rng):
         assert rec.shape[0] == 7
         np.testing.assert_array_equal(rec[:, 0], np.arange(94, 101))  # the newest 7 steps, in order
     assert hist.capacity <= 8  # rows never grow past the cap (rounded to a power of two)
+
+
+@pytest.mark.parametrize("kernel,h,cap", [("triangular", 0.3, 1), ("gaussian", 0.6, 3), ("epanechnikov", 0.2, 5)])
+def test_cap_keeps_the_newest_live_records_exactly(kernel, h, cap, rng):
+    # Reference: per prompt a plain list; at each append its dead records go (weight zero now and
+    # forever), a new step then evicts the oldest record once `cap` are held.
+    hist = RewardHistory(kernel, bandwidth=h, max_per_prompt=cap, sweep_every=3)
+    kern, support = KERNEL_FORMULAS[kernel], {"triangular": 1.0, "epanechnikov": 1.0, "gaussian": np.inf}[kernel]
+    ref, step = {}, 0
+    for _ in range(80):
+        step = max(step + int(rng.integers(0, 3)), 1)  # repeated steps merge
+        keys = rng.choice(8, size=3, replace=False).tolist()
+        counts = rng.integers(1, 4, 3).astype(float)
+        sums = counts * rng.random(3)
+        hist.append(keys, counts, sums, sums, step)
+        for k, c, s in zip(keys, counts, sums):
+            recs = [r for r in ref.get(k, []) if (step - r[0]) / (step * h) <= support]
+            if recs and recs[-1][0] == step:
+                recs[-1] = (step, recs[-1][1] + c, recs[-1][2] + s)
+            else:
+                recs = (recs + [(step, c, s)])[-cap:]
+            ref[k] = recs
+        q = step + 1
+        got = hist.lookup(list(range(8)), step=q)
+        for k in range(8):
+            assert hist.records(k).shape[0] <= cap
+            w0 = sum(n * kern((q - st) / (q * h)) for st, n, _ in ref.get(k, []))
+            wz = sum(sv * kern((q - st) / (q * h)) for st, _, sv in ref.get(k, []))
+            # sums of <= cap terms of size <= 3: 1e-12 absolute is far above rounding
+            assert got["w0"][k] == pytest.approx(w0, abs=1e-12) and got["wz"][k] == pytest.approx(wz, abs=1e-12)
 
 
 def test_same_step_appends_merge_into_one_record():

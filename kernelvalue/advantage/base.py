@@ -13,8 +13,9 @@ shared signature, a registry by name)::
     est.update(keys, rewards, step)             # the step's rewards join the state
     state = est.state_dict(); est.load_state_dict(state)
 
-``compute`` never changes the estimator (it can be called again, e.g. for
-diagnostics); ``update`` is where history is written. Outputs follow the
+``compute`` does not change what an estimator has learned (it can be called
+again, e.g. for diagnostics; it only records the step, so that a step going
+backwards is caught); ``update`` is where history is written. Outputs follow the
 rewards' namespace (numpy or torch), device and floating dtype; the arithmetic
 runs in numpy float64 in between, which is exact enough for the 1e-12 checks and
 cheap at the batch sizes of RL training (10^3-10^4 responses).
@@ -50,6 +51,7 @@ __all__ = [
     "get_estimator",
     "estimator_params",
     "group_ids",
+    "key_rows",
     "prepare_batch",
 ]
 
@@ -64,6 +66,13 @@ class AdvantageResult:
         ``Z - baseline`` (possibly rescaled, e.g. by GRPO's group std).
     baselines : array, shape (n,)
         The value estimate each response was compared with.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> res = get_estimator("drgrpo").compute([0, 0], np.array([1.0, 0.0]), step=1)
+    >>> res.advantages, res.baselines
+    (array([ 0.5, -0.5]), array([0.5, 0.5]))
     """
 
     advantages: Any
@@ -74,6 +83,11 @@ def as_float64(x) -> np.ndarray:
     """Any numpy/torch/Array-API array (or sequence) as a float64 numpy array.
 
     torch tensors are cast on their device first: numpy has no bfloat16.
+
+    Examples
+    --------
+    >>> as_float64([1, 0])
+    array([1., 0.])
     """
     if not is_numpy_array(x) and hasattr(x, "detach") and hasattr(x, "double"):
         return x.detach().double().cpu().numpy()
@@ -87,7 +101,7 @@ def group_ids(keys):
     Parameters
     ----------
     keys : sequence or array of hashables, shape (n,)
-        ints, strs (or any other single type numpy can sort), numpy/torch arrays.
+        ints, strs, tuples or any other hashables; numpy/torch arrays.
 
     Returns
     -------
@@ -99,34 +113,73 @@ def group_ids(keys):
 
     Notes
     -----
-    Homogeneous keys go through ``np.unique(return_inverse=True)`` (sorted
-    groups, vectorised). A list mixing types (``[1, "1"]``) cannot be sorted
-    and ``np.asarray`` would silently turn ``1`` into ``"1"``; those fall back to
-    a dict in first-seen order (a Python pass over the keys, only in that case).
+    Keys of one scalar type go through ``np.unique(return_inverse=True)``
+    (sorted groups, vectorised). Keys numpy cannot hold as a 1-D array of one
+    scalar type -- a list mixing types (``[1, "1"]``: ``np.asarray`` would turn
+    ``1`` into ``"1"``), tuples (``np.asarray`` would make a 2-D array), other
+    objects -- fall back to a dict in first-seen order (a Python pass over the
+    keys, only in that case).
 
     Examples
     --------
     >>> group_ids(["b", "a", "b"])
     (['a', 'b'], array([1, 0, 1]))
+    >>> group_ids([("gsm8k", 3), ("math", 3), ("gsm8k", 3)])
+    ([('gsm8k', 3), ('math', 3)], array([0, 1, 0]))
     """
     if not is_numpy_array(keys) and hasattr(keys, "detach"):
         keys = to_numpy(keys)
     if not is_numpy_array(keys):
         keys = list(keys)
         kinds = set(map(type, keys))
-        if len(kinds) > 1 and not all(issubclass(t, (int, np.integer)) and not issubclass(t, bool) for t in kinds):
-            codes: dict = {}
-            inverse = np.fromiter((codes.setdefault(k, len(codes)) for k in keys), dtype=np.int64, count=len(keys))
-            return list(codes), inverse
-        keys = np.asarray(keys)
+        ints = all(issubclass(t, (int, np.integer)) and not issubclass(t, bool) for t in kinds)
+        arr = None
+        if len(kinds) <= 1 or ints:
+            try:
+                arr = np.asarray(keys)
+            except ValueError:  # ragged sequences
+                arr = None
+        if arr is None or arr.ndim != 1 or arr.dtype == object:
+            return _first_seen(keys)
+        keys = arr
     if keys.ndim != 1:
         keys = keys.reshape(-1)
     if keys.dtype == object:
-        codes = {}
-        inverse = np.fromiter((codes.setdefault(k, len(codes)) for k in keys), dtype=np.int64, count=keys.shape[0])
-        return list(codes), inverse
+        return _first_seen(keys)
     uniq, inverse = np.unique(keys, return_inverse=True)
     return uniq.tolist(), inverse.astype(np.int64, copy=False).reshape(-1)
+
+
+def _first_seen(keys):
+    codes: dict = {}
+    inverse = np.fromiter((codes.setdefault(k, len(codes)) for k in keys), dtype=np.int64, count=len(keys))
+    return list(codes), inverse
+
+
+def key_rows(index: dict, order: list, keys, create=False) -> np.ndarray:
+    """Row of each key in a ``key -> row`` table (``-1`` where unknown).
+
+    With ``create``, unknown keys get the next free rows: they are added to
+    ``index`` and appended to ``order`` (the keys by row). Called with a
+    batch's *distinct* prompts, so the Python pass is per prompt, not per
+    response.
+
+    Examples
+    --------
+    >>> index, order = {}, []
+    >>> key_rows(index, order, ["a", "b"], create=True), key_rows(index, order, ["b", "c"])
+    (array([0, 1]), array([ 1, -1]))
+    """
+    if not create:
+        return np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+    out = np.empty(len(keys), dtype=np.int64)
+    for pos, k in enumerate(keys):
+        row = index.get(k)
+        if row is None:
+            row = index[k] = len(order)
+            order.append(k)
+        out[pos] = row
+    return out
 
 
 @dataclass
@@ -166,7 +219,13 @@ class Batch:
 
 
 def check_step(step) -> int:
-    """``step`` as a Python int >= 1, else a ValueError/TypeError that says so."""
+    """``step`` as a Python int >= 1, else a ValueError/TypeError that says so.
+
+    Examples
+    --------
+    >>> check_step(3.0)
+    3
+    """
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
         if isinstance(step, (float, np.floating)) and float(step).is_integer():
             step = int(step)
@@ -186,6 +245,13 @@ def prepare_batch(keys, rewards, step) -> Batch:
     ValueError
         Empty batch, ``keys``/``rewards`` lengths differ, non-finite rewards, or
         ``step < 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> b = prepare_batch(["x", "y", "x"], np.array([1.0, 0.0, 0.0]), step=2)
+    >>> b.uniq, b.inverse, b.counts, b.sums
+    (['x', 'y'], array([0, 1, 0]), array([2., 1.]), array([1., 0.]))
     """
     step = check_step(step)
     ref = rewards
@@ -197,6 +263,11 @@ def prepare_batch(keys, rewards, step) -> Batch:
             z = z[:, 0]
         else:
             raise ValueError(f"rewards must be 1-D (one scalar per response), got shape {tuple(z.shape)}.")
+    if keys is None or isinstance(keys, (str, bytes)) or not (hasattr(keys, "shape") or hasattr(keys, "__len__")):
+        raise TypeError(
+            f"keys must be a sequence or array with one prompt key per response, got {type(keys).__name__}; "
+            "e.g. keys=[prompt_id] * G for one prompt's group."
+        )
     n_keys = len(keys) if not hasattr(keys, "shape") else int(np.prod(keys.shape))
     if n_keys != z.shape[0]:
         raise ValueError(
@@ -226,6 +297,15 @@ class AdvantageEstimator:
     ``(advantages, baselines)`` as numpy arrays; :meth:`compute` moves them to the
     caller's namespace. ``values`` (true values, one per response) reaches
     ``_compute`` only for estimators that set ``needs_values = True``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> class Half(AdvantageEstimator):
+    ...     def _compute(self, batch):
+    ...         return batch.z - 0.5, np.full_like(batch.z, 0.5)
+    >>> Half().compute(["a", "b"], np.array([1.0, 0.0]), step=1).advantages
+    array([ 0.5, -0.5])
     """
 
     name = "base"
@@ -316,6 +396,18 @@ class StatefulEstimator(AdvantageEstimator):
     not before the last ``compute``; ``update(step)`` needs ``step`` at or after
     both. Also keeps the global running mean of every reward seen, the
     documented fallback baseline where an estimator has nothing else.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> est = get_estimator("ema")
+    >>> est.update([0, 1], np.array([1.0, 0.0]), step=1)
+    >>> est.global_mean
+    0.5
+    >>> est.compute([0], np.array([1.0]), step=1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: step=1 is not after the last update (step 1): ... increase step every training step.
     """
 
     stateful = True
@@ -359,6 +451,7 @@ class StatefulEstimator(AdvantageEstimator):
     def state_dict(self) -> dict:
         return {
             "estimator": self.name,
+            "params": dict(getattr(self, "_params", {})),
             "last_update": self._last_update,
             "last_seen": self._last_seen,
             "total": self._total,
@@ -367,6 +460,12 @@ class StatefulEstimator(AdvantageEstimator):
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
+        params = getattr(self, "_params", {})
+        if state["params"] != params:
+            raise ValueError(
+                f"state_dict was saved with {state['params']}, this estimator has {params}; "
+                "build it with the same options."
+            )
         self._last_update = int(state["last_update"])
         self._last_seen = int(state["last_seen"])
         self._total = float(state["total"])
@@ -469,27 +568,62 @@ def get_estimator(name: str, **kwargs) -> AdvantageEstimator:
     return cls(**kwargs)
 
 
-def check_positive(name: str, value, allow_none=False, upper=None, inclusive_upper=True) -> float | None:
-    """A finite positive float option, else a ValueError naming it."""
-    if value is None and allow_none:
-        return None
+def check_positive(name: str, value) -> float:
+    """A finite positive float option, else an error naming it.
+
+    Examples
+    --------
+    >>> check_positive("bandwidth", 0.2)
+    0.2
+    """
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {value!r}.") from None
     if not math.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be finite and > 0, got {value!r}; pass a positive value.")
-    if upper is not None and (v > upper if inclusive_upper else v >= upper):
-        raise ValueError(f"{name} must be <= {upper}, got {value!r}.")
     return v
 
 
+def check_positive_int(name: str, value) -> int:
+    """A positive integer option (``bool`` refused), else a ValueError naming it.
+
+    Examples
+    --------
+    >>> check_positive_int("J", 8)
+    8
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
 def check_unit(name: str, value, *, open_low=False, open_high=False) -> float:
-    """A float option in [0, 1] (ends optionally open), else a ValueError naming it."""
-    v = float(value)
+    """A float option in [0, 1] (ends optionally open), else an error naming it.
+
+    Examples
+    --------
+    >>> check_unit("decay", 0.9, open_high=True)
+    0.9
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}.") from None
     lo_ok = v > 0 if open_low else v >= 0
     hi_ok = v < 1 if open_high else v <= 1
     if not (math.isfinite(v) and lo_ok and hi_ok):
         lo, hi = "(0" if open_low else "[0", "1)" if open_high else "1]"
         raise ValueError(f"{name} must lie in {lo}, {hi}, got {value!r}.")
+    return v
+
+
+def check_eps(name: str, value) -> float:
+    """A finite ``eps >= 0`` option (a stabiliser added to a divisor), else an error naming it."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}.") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}.")
     return v

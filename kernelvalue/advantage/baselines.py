@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import AdvantageEstimator, Batch, check_positive, register_estimator
+from .base import AdvantageEstimator, Batch, check_eps, check_positive, register_estimator
 
 __all__ = ["GRPO", "DrGRPO", "RLOO", "Reinforce", "ReinforcePP", "GPG", "Oracle"]
 
@@ -40,10 +40,17 @@ class GRPO(AdvantageEstimator):
     ----------
     eps : float, default 1e-6
         verl's ``epsilon``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> res = GRPO().compute([0, 0, 0, 0], np.array([1.0, 0.0, 0.0, 0.0]), step=1)
+    >>> float(res.baselines[0]), res.advantages.round(3)   # std = 0.5 (unbiased)
+    (0.25, array([ 1.5, -0.5, -0.5, -0.5]))
     """
 
     def __init__(self, eps=1e-6):
-        self.eps = float(eps)
+        self.eps = check_eps("eps", eps)
         self._params = {"eps": self.eps}
 
     def _compute(self, batch: Batch):
@@ -61,6 +68,12 @@ class DrGRPO(AdvantageEstimator):
     """Dr. GRPO (Liu et al., 2025): ``A = Z - mean_group``, no std division.
 
     A group of one gets baseline 0 (verl's singleton rule), so ``A = Z``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> DrGRPO().compute([0, 0, 1], np.array([1.0, 0.0, 1.0]), step=1).advantages
+    array([ 0.5, -0.5,  1. ])
     """
 
     def _compute(self, batch: Batch):
@@ -75,6 +88,12 @@ class RLOO(AdvantageEstimator):
     ``A = Z_g - (S - Z_g)/(G - 1)``. A group of one has no other response:
     baseline 0, so ``A = Z`` (plain REINFORCE for that prompt; verl's loop
     version does the same).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> RLOO().compute([0, 0, 0], np.array([1.0, 0.0, 0.0]), step=1).baselines
+    array([0. , 0.5, 0.5])
     """
 
     def _compute(self, batch: Batch):
@@ -86,7 +105,14 @@ class RLOO(AdvantageEstimator):
 
 @register_estimator("reinforce")
 class Reinforce(AdvantageEstimator):
-    """REINFORCE (Williams, 1992) without a baseline: ``A = Z``."""
+    """REINFORCE (Williams, 1992) without a baseline: ``A = Z``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Reinforce().compute([0, 1], np.array([1.0, 0.0]), step=1).advantages
+    array([1., 0.])
+    """
 
     def _compute(self, batch: Batch):
         base = np.zeros_like(batch.z)
@@ -100,11 +126,22 @@ class ReinforcePP(AdvantageEstimator):
     ``A = (Z - mean_batch) / sqrt(var_batch + 1e-8)`` with the unbiased batch
     variance -- verl's ``masked_whiten`` applied to one scalar return per
     response. The baseline reported is the batch mean. A batch of one response
-    gets variance 0.
+    gets variance 0 (verl raises there).
+
+    Parameters
+    ----------
+    eps : float, default 1e-8
+        Added to the variance (verl's ``masked_whiten``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ReinforcePP(eps=0.0).compute([0, 0, 1, 1], np.array([1.0, 0.0, 1.0, 0.0]), step=1).advantages.round(3)
+    array([ 0.866, -0.866,  0.866, -0.866])
     """
 
     def __init__(self, eps=1e-8):
-        self.eps = float(eps)
+        self.eps = check_eps("eps", eps)
         self._params = {"eps": self.eps}
 
     def _compute(self, batch: Batch):
@@ -138,6 +175,13 @@ class GPG(AdvantageEstimator):
     ----------
     f_norm : float, default 1.0
         Constant divisor ``F_norm``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> # prompt 0 is degenerate (M = 2 of B = 4): the rest is scaled by 4 / 2
+    >>> GPG().compute([0, 0, 1, 1], np.array([1.0, 1.0, 1.0, 0.0]), step=1).advantages
+    array([ 0.,  0.,  1., -1.])
     """
 
     def __init__(self, f_norm=1.0):
@@ -164,6 +208,12 @@ class Oracle(AdvantageEstimator):
     """The oracle baseline: the true value ``V(x)`` passed as ``values``.
 
     ``A = Z - values``. ``compute`` raises a ValueError when ``values`` is missing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Oracle().compute([0, 0], np.array([1.0, 0.0]), step=1, values=np.array([0.3, 0.3])).advantages
+    array([ 0.7, -0.3])
     """
 
     needs_values = True

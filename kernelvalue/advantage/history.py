@@ -17,7 +17,9 @@ Records live in a structure of arrays ``(n_slots, cap)`` (one row per prompt,
 a ring buffer in chronological order), so a batch lookup is one gather of
 ``(n_prompts_in_batch, cap)`` blocks and a few vectorised reductions; appending
 a step writes one record per prompt (``O(1)`` amortised: rows and ``cap`` grow by
-doubling). Empty cells hold ``n = 0`` so they contribute exactly zero.
+doubling). Before writing, the batch's rows are checked for dead records, one
+vectorised pass over the same ``(n_prompts_in_batch, cap)`` block a lookup
+reads. Empty cells hold ``n = 0`` so they contribute exactly zero.
 
 Bounded memory
 --------------
@@ -35,8 +37,12 @@ never changes any result (the tests check this against an unbounded history).
 infinite-support kernels (gaussian, exponential) never zero a weight. So each
 prompt also keeps at most ``max_per_prompt`` records (distinct steps), dropping
 the oldest first -- for the monotone kernels here, the ones with the smallest
-weight. With the paper's schedule (J = 8, a prompt recurs in a few steps out
-of every epoch, a few hundred steps) the default 512 never binds.
+weight. A prompt holds about ``i h f`` live records, ``f`` the share of steps
+that serve it (``J / steps_per_epoch`` under the paper's schedule); at the
+paper's 200-500 steps the default 512 cannot bind (``i h <= 100``), and in
+long runs it binds only once ``i h f > 512``. Where it binds, KAE's sums lose
+the oldest, least weighted records of the window (``dropped_capped`` counts
+them).
 
 Prompts whose records all died are forgotten (their row is reused).
 
@@ -57,7 +63,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import get_kernel
-from .base import check_positive
+from .base import check_positive, check_positive_int, key_rows
 
 __all__ = ["RewardHistory", "MOMENTS"]
 
@@ -103,20 +109,34 @@ class RewardHistory:
         Rewards represented (sum of the records' counts).
     nbytes : int
         Bytes held by the arrays.
+    dropped_capped : int
+        Records the cap dropped while their weight could still be nonzero.
+
+    Examples
+    --------
+    >>> h = RewardHistory("triangular", bandwidth=1.0)
+    >>> h.append([7, 9], counts=[4, 4], sums=[3.0, 1.0], sumsq=[3.0, 1.0], step=1)
+    >>> h.lookup([9, 7, 8], step=2)["wz"]     # K((2-1)/(2*1)) = 0.5 times the sums; 8 is unknown
+    array([0.5, 1.5, 0. ])
+    >>> h.n_records
+    2
     """
 
     def __init__(self, kernel="triangular", bandwidth=0.2, max_per_prompt=512, sweep_every=16):
         self.kernel = get_kernel(kernel)
         self.bandwidth = check_positive("bandwidth", bandwidth)
         if max_per_prompt is not None:
-            if isinstance(max_per_prompt, bool) or int(max_per_prompt) != max_per_prompt or max_per_prompt < 1:
-                raise ValueError(f"max_per_prompt must be a positive integer or None, got {max_per_prompt!r}.")
-            max_per_prompt = int(max_per_prompt)
+            max_per_prompt = check_positive_int("max_per_prompt (or None for no cap)", max_per_prompt)
         self.max_per_prompt = max_per_prompt
-        self.sweep_every = int(sweep_every)
-        self._reset()
+        self.sweep_every = check_positive_int("sweep_every", sweep_every)
+        self._reset(cap=self._min_cap)
 
-    def _reset(self, cap=4, rows=8):
+    @property
+    def _min_cap(self) -> int:
+        # Rows start (and shrink back) to 4 records, never past the cap: a cap of 1-3 must bind.
+        return 4 if self.max_per_prompt is None else min(4, self.max_per_prompt)
+
+    def _reset(self, cap, rows=8):
         self._index: dict = {}
         self._keys: list = []
         self._cap = cap
@@ -148,6 +168,11 @@ class RewardHistory:
         return sum(a.nbytes for a in (self._step, self._n, self._s, self._ss, self._head, self._len))
 
     @property
+    def dropped_capped(self) -> int:
+        """Records dropped by the ``max_per_prompt`` cap (not by the dead-record rule) so far."""
+        return self._dropped_capped
+
+    @property
     def capacity(self) -> int:
         """Current per-prompt row capacity (records)."""
         return self._cap
@@ -161,18 +186,8 @@ class RewardHistory:
     # ------------------------------------------------------------------ slots
     def slots(self, keys, create=False) -> np.ndarray:
         """Row of each key (``-1`` where unknown, unless ``create``)."""
-        index = self._index
-        if not create:
-            return np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
-        out = np.empty(len(keys), dtype=np.int64)
-        for pos, k in enumerate(keys):  # one pass over the batch's distinct prompts, not its responses
-            row = index.get(k)
-            if row is None:
-                row = len(self._keys)
-                index[k] = row
-                self._keys.append(k)
-            out[pos] = row
-        if len(self._keys) > self._step.shape[0]:
+        out = key_rows(self._index, self._keys, keys, create)
+        if create and len(self._keys) > self._step.shape[0]:
             self._grow_rows(len(self._keys))
         return out
 
@@ -252,7 +267,7 @@ class RewardHistory:
                 setattr(self, name, new)
         longest = int(self._len[: len(self._keys)].max()) if self._keys else 0
         if self._cap > 4 and longest <= self._cap // 4:
-            self._relayout(max(4, self._cap // 2))
+            self._relayout(max(self._min_cap, self._cap // 2))
         self._last_sweep = step
 
     # ------------------------------------------------------------------ append

@@ -19,10 +19,9 @@ every reward the estimator has been updated with (0 before any update). It is
 a constant w.r.t. the current response, so the gradient stays unbiased, and it
 is the natural "nothing known about this prompt" value.
 
-Default bandwidth ``h = 0.2``: the paper reports results robust to ``h`` and does
-not fix one in what we have; 0.2 keeps the last fifth of training (e.g. 20
-steps at step 100), i.e. a few J-blocks of the schedule, and is the middle of
-the range its sensitivity figure explores.
+Default bandwidth ``h = 0.2``: the paper reports results robust to ``h`` and
+does not fix one in what we have; 0.2 keeps the last fifth of training (e.g.
+20 steps at step 100), i.e. a few J-blocks of the schedule.
 
 Examples
 --------
@@ -40,8 +39,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import get_kernel
-from ..smoothing import check_bandwidth
-from .base import Batch, StatefulEstimator, check_positive, check_unit, register_estimator
+from .base import (
+    Batch,
+    StatefulEstimator,
+    check_eps,
+    check_positive,
+    check_positive_int,
+    check_unit,
+    register_estimator,
+)
 from .history import RewardHistory
 
 __all__ = ["KAE", "KAELocalLinear", "KAECrossValidated", "KAEShrink"]
@@ -80,16 +86,20 @@ class KAE(StatefulEstimator):
     array([0. , 0.5, 0.5])
     """
 
-    _history_bandwidth_attr = "bandwidth"
-
     def __init__(self, bandwidth=0.2, kernel="triangular", scale_std=False, eps=1e-6, max_per_prompt=512):
         super().__init__()
         self.bandwidth = check_positive("bandwidth", bandwidth)
         self.kernel = get_kernel(kernel)
         self.scale_std = bool(scale_std)
-        self.eps = float(eps)
+        self.eps = check_eps("eps", eps)
         self.max_per_prompt = max_per_prompt
-        self._params = {"bandwidth": self.bandwidth, "kernel": self.kernel.name, "scale_std": self.scale_std}
+        self._params = {
+            "bandwidth": self.bandwidth,
+            "kernel": self.kernel.name,
+            "scale_std": self.scale_std,
+            "eps": self.eps,
+            "max_per_prompt": max_per_prompt,
+        }
         self.history = RewardHistory(self.kernel, self._history_bandwidth(), max_per_prompt=max_per_prompt)
 
     def _history_bandwidth(self) -> float:
@@ -135,17 +145,11 @@ class KAE(StatefulEstimator):
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
         state = super().state_dict()
-        state["params"] = dict(self._params)
         state["history"] = self.history.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        if state["params"] != self._params:
-            raise ValueError(
-                f"state_dict was saved with {state['params']}, this estimator has {self._params}; "
-                "build it with the same options."
-            )
         self.history.load_state_dict(state["history"])
 
 
@@ -216,8 +220,7 @@ class KAECrossValidated(KAE):
     interior fits that use future rewards, which KAE never has. This criterion
     scores exactly the predictions KAE makes (boundary, relative window), costs
     one ``(prompts, records, |grid|)`` lookup per step, and needs no refits over
-    the whole history. Kernels come from :mod:`kernelvalue.kernels` and the grid
-    is validated by :func:`kernelvalue.smoothing.check_bandwidth`.
+    the whole history. Kernels come from :mod:`kernelvalue.kernels`.
 
     Parameters
     ----------
@@ -265,14 +268,11 @@ class KAECrossValidated(KAE):
         max_per_prompt=512,
     ):
         g = np.geomspace(0.02, 0.5, 9) if grid is None else np.asarray(grid, dtype=np.float64).reshape(-1)
-        import array_api_compat.numpy as xnp
-
-        self.grid = np.sort(np.asarray(check_bandwidth(g, g.shape[0], xnp, xnp.float64, "cpu")))
-        if isinstance(refit_every, bool) or int(refit_every) != refit_every or refit_every < 1:
-            raise ValueError(f"refit_every must be a positive integer, got {refit_every!r}.")
-        self.refit_every = int(refit_every)
+        if g.size == 0 or not np.all(np.isfinite(g)) or np.any(g <= 0):
+            raise ValueError(f"grid must hold one or more finite bandwidths > 0, got {grid!r}.")
+        self.grid = np.unique(g)
+        self.refit_every = check_positive_int("refit_every", refit_every)
         self.cv_decay = check_unit("cv_decay", cv_decay, open_low=True)
-        self.initial_bandwidth = check_positive("bandwidth", bandwidth)
         super().__init__(bandwidth, kernel, scale_std, eps, max_per_prompt)
         self._params.update(grid=self.grid.tolist(), refit_every=self.refit_every, cv_decay=self.cv_decay)
         self.cv_scores_ = np.zeros(self.grid.shape[0])
@@ -317,57 +317,75 @@ class KAECrossValidated(KAE):
         self._last_refit = int(cv["last_refit"])
 
 
-def eb_shrink(estimates, variances, centers):
-    """Empirical-Bayes (James-Stein type) shrinkage factors toward ``centers``.
+def eb_shrink(estimates, variances, target_variances=None):
+    """Empirical-Bayes (James-Stein type) shrinkage factors.
 
     Model: ``estimate_k ~ N(theta_k, s_k^2)``, ``theta_k ~ N(m, tau^2)``. With
     ``tau^2`` estimated by moments, ``tau^2 = max(0, sum_k (est_k - mean)^2/(p-1)
-    - mean_k s_k^2)`` (Morris, 1983), the posterior mean is
-    ``center_k + (1 - B_k)(estimate_k - center_k)`` with ``B_k = s_k^2/(s_k^2 + tau^2)``.
+    - mean_k s_k^2)`` (Morris, 1983), the posterior mean of an estimate with
+    sampling variance ``t`` is ``center + (1 - B)(estimate - center)`` with
+    ``B = t / (t + tau^2)``.
 
     Parameters
     ----------
     estimates, variances : ndarray (p,)
-        Per-prompt estimates and their sampling variances.
-    centers : ndarray (p,)
-        What each is shrunk toward (e.g. leave-one-prompt-out batch means).
+        Per-prompt estimates and their sampling variances (they fix ``tau^2``).
+    target_variances : ndarray, optional
+        Sampling variances ``t`` of the estimates actually shrunk (e.g. one
+        leave-one-out estimate per response; ``inf`` where there is none, which
+        gives ``B = 1``); default ``variances``.
 
     Returns
     -------
-    B : ndarray (p,)
+    B : ndarray, shape of ``target_variances``
         Shrinkage factor in [0, 1]; all zeros when ``p < 3`` (James-Stein needs
         three or more means to dominate the raw estimates).
+
+    Examples
+    --------
+    >>> est = np.array([0.2, 0.5, 0.8])
+    >>> eb_shrink(est, np.full(3, 0.01)).round(4)       # tau^2 = 0.09 - 0.01 = 0.08
+    array([0.1111, 0.1111, 0.1111])
+    >>> eb_shrink(est, np.full(3, 0.01), np.array([0.08, np.inf]))
+    array([0.5, 1. ])
     """
+    t = np.asarray(variances if target_variances is None else target_variances, dtype=np.float64)
     p = estimates.shape[0]
     if p < 3:
-        return np.zeros(p)
+        return np.zeros(t.shape)
     dev = estimates - estimates.mean()
     tau2 = max(0.0, float(dev @ dev) / (p - 1) - float(variances.mean()))
-    tot = variances + tau2
-    return np.where(tot > 0, variances / np.where(tot > 0, tot, 1.0), 0.0)
+    tot = t + tau2
+    safe = np.isfinite(t) & (tot > 0)
+    return np.where(np.isinf(t), 1.0, np.where(safe, t / np.where(safe, tot, 1.0), 0.0))
 
 
 @register_estimator("kae_shrink", "kae_eb")
 class KAEShrink(KAE):
     """KAE estimates shrunk across prompts toward the batch mean (empirical Bayes).
 
-    Each prompt's KAE baseline ``V^(g)`` (leave-one-out, as in :class:`KAE`) is
-    replaced by ``m_{-k} + (1 - B_k)(V^(g) - m_{-k})`` where
+    Each response's KAE baseline ``V^(g)`` (leave-one-out, as in :class:`KAE`)
+    is replaced by ``m_{-k} + (1 - B_g)(V^(g) - m_{-k})`` where
 
-    * ``m_{-k}``: mean of the other prompts' KAE estimates in the batch (leaving
-      prompt ``k`` out keeps the response's own reward out of its centre);
-    * ``B_k = s_k^2 / (s_k^2 + tau^2)`` (:func:`eb_shrink`) with
-      ``s_k^2 = sigma^2 * sum w^2 / (sum w)^2`` the variance of prompt ``k``'s
-      kernel-weighted mean (``(sum w)^2 / sum w^2`` is its effective sample
-      size; weights are the history's ``K(u_j)`` and ``K(0)`` for the group)
-      and ``sigma^2`` the pooled within-prompt reward variance (reliability-
-      weighted: ``sum_k SS_k / sum_k (W_k - W2_k / W_k)``).
+    * ``m_{-k}``: mean of the other prompts' estimates ``mu_j`` in the batch
+      (leaving prompt ``k`` out keeps the response's own reward out of its
+      centre); ``mu_j`` is prompt ``j``'s kernel-weighted mean over its history
+      and its whole current group;
+    * ``B_g = t_g / (t_g + tau^2)`` (:func:`eb_shrink`) with ``t_g = sigma^2 *
+      sum w^2 / (sum w)^2`` the variance of ``V^(g)`` itself (weights: the
+      history's ``K(u_j)`` and ``K(0)`` for the ``G - 1`` other responses;
+      ``(sum w)^2 / sum w^2`` is its effective sample size), ``tau^2`` the
+      spread of the ``mu_j`` beyond their own noise, and ``sigma^2`` the pooled
+      within-prompt reward variance (reliability-weighted: ``sum_k SS_k /
+      sum_k (W_k - W2_k / W_k)`` over history and current groups).
 
     It helps where windows are thin (early training, ``G = 1``, small ``h``) and
     prompts have similar values; it hurts when prompt values are very spread
-    (``tau^2`` large makes ``B`` small, so it then reverts to KAE). ``B_k``
-    depends on the response's reward through the pooled ``sigma^2`` only, a
-    ``O(1/n)`` effect. Fewer than three prompts: no shrinkage.
+    (``tau^2`` large makes ``B`` small, so it then reverts to KAE). ``B_g``
+    depends on the response's own reward only through the pooled ``sigma^2``
+    (an ``O(1/n)`` effect) and ``tau^2`` (``O(1/p)``). Fewer than three
+    prompts: no shrinkage. Where KAE has no estimate (``G = 1``, empty
+    window) the baseline stays KAE's fallback.
 
     Parameters are those of :class:`KAE`.
 
@@ -395,12 +413,16 @@ class KAEShrink(KAE):
         ss = np.maximum(YY - W * mu * mu, 0.0)
         df = W - W2 / W
         sigma2 = float(ss.sum() / df.sum()) if df.sum() > 0 else 0.0
-        var = sigma2 * W2 / (W * W)
+        inv = batch.inverse
+        # Variance of each response's own leave-one-out estimate: its history and the G - 1 others.
+        others = batch.counts[inv] - 1.0
+        w_loo = hs["w0"][inv] + k0 * others
+        w2_loo = hs["w2"][inv] + k0 * k0 * others
+        target = sigma2 * w2_loo / np.where(empty, 1.0, w_loo * w_loo)
         p = batch.n_groups
         center = (mu.sum() - mu) / (p - 1) if p > 1 else mu
-        B = eb_shrink(mu, var, center)
-        inv = batch.inverse
-        shrunk = center[inv] + (1.0 - B[inv]) * (base - center[inv])
+        B = eb_shrink(mu, sigma2 * W2 / (W * W), target)
+        shrunk = center[inv] + (1.0 - B) * (base - center[inv])
         base = np.where(empty, base, shrunk)
         return self._scale(batch, batch.z - base, hs), base
 

@@ -3,7 +3,8 @@
 * ``"spo"``  -- SPO-style Beta tracker (Single-stream Policy Optimization):
   per-prompt ``Beta(alpha, beta)`` with a forgetting factor.
 * ``"krpo"`` -- KRPO-style Kalman baseline: per-prompt scalar random walk.
-* ``"jspo"`` -- James-Stein shrinkage of group means toward the batch mean (stateless).
+* ``"jspo"`` -- James-Stein shrinkage of leave-one-out group means toward the
+  other prompts' mean (stateless).
 * ``"ema"``  -- per-prompt exponential moving average of group means.
 
 The trackers' baseline for the current group uses only past steps (so it does
@@ -26,7 +27,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import AdvantageEstimator, Batch, StatefulEstimator, check_positive, check_unit, register_estimator
+from .base import (
+    AdvantageEstimator,
+    Batch,
+    StatefulEstimator,
+    check_positive,
+    check_unit,
+    key_rows,
+    register_estimator,
+)
 from .kae import eb_shrink
 
 __all__ = ["SPO", "KRPO", "JSPO", "EMA"]
@@ -42,18 +51,9 @@ class _KeyTable:
         self._data = {c: np.zeros(8) for c in self.columns}
 
     def rows(self, keys, create=False):
-        index = self._index
-        if not create:
-            return np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
-        out = np.empty(len(keys), dtype=np.int64)
-        for pos, k in enumerate(keys):  # distinct prompts of the batch, not responses
-            row = index.get(k)
-            if row is None:
-                row = index[k] = len(self._keys)
-                self._keys.append(k)
-            out[pos] = row
+        out = key_rows(self._index, self._keys, keys, create)
         size = next(iter(self._data.values())).shape[0]
-        if len(self._keys) > size:
+        if create and len(self._keys) > size:
             new = max(len(self._keys), 2 * size)
             for c in self.columns:
                 self._data[c] = np.concatenate([self._data[c], np.zeros(new - size)])
@@ -93,16 +93,20 @@ class _Tracker(StatefulEstimator):
         rows = self.table.rows(batch.uniq)
         return rows, rows >= 0
 
+    def _column_baseline(self, batch: Batch, column: str):
+        """Baselines from one per-prompt column of past steps; unseen prompts get the global running mean."""
+        rows, known = self._lookup(batch)
+        v = np.where(known, self.table[column][np.maximum(rows, 0)], self.global_mean)
+        base = v[batch.inverse]
+        return batch.z - base, base
+
     def state_dict(self):
         state = super().state_dict()
-        state["params"] = dict(self._params)
         state["table"] = self.table.state_dict()
         return state
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        if state["params"] != self._params:
-            raise ValueError(f"state_dict was saved with {state['params']}, this estimator has {self._params}.")
         self.table.load_state_dict(state["table"])
 
 
@@ -114,8 +118,11 @@ class SPO(_Tracker):
     ``alpha / (alpha + beta)`` from past steps. When the prompt's group of ``G``
     rewards arrives (:meth:`update`): ``alpha <- rho alpha + sum Z``,
     ``beta <- rho beta + sum (1 - Z)`` (decay once per visit). SPO adapts
-    ``rho`` to the policy's KL drift; here it is a fixed parameter. Rewards
-    must lie in [0, 1] (success probabilities).
+    ``rho`` to the policy's KL drift, warm-starts the tracker from a few
+    initial samples and normalises advantages over the batch; here ``rho`` is
+    fixed, an unseen prompt starts at the prior, and advantages are the raw
+    ``Z - baseline`` (as for every estimator here, so value and gradient errors
+    compare like with like). Rewards must lie in [0, 1] (success probabilities).
 
     Parameters
     ----------
@@ -123,6 +130,14 @@ class SPO(_Tracker):
         Forgetting factor per visit.
     alpha0, beta0 : float > 0, default 0.5
         Prior of an unseen prompt (Jeffreys; baseline 0.5).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> est = SPO(rho=0.5)
+    >>> est.update(["q"] * 4, np.array([1.0, 1.0, 1.0, 0.0]), step=1)   # alpha = 0.25 + 3, beta = 0.25 + 1
+    >>> est.compute(["q", "new"], np.array([1.0, 0.0]), step=2).baselines   # 3.25 / 4.5 and the prior
+    array([0.72222222, 0.5       ])
     """
 
     _columns = ("alpha", "beta")
@@ -179,6 +194,14 @@ class KRPO(_Tracker):
         Observation-noise variance (0.25 is the largest Bernoulli variance).
     p0 : float > 0, default 0.25
         Prior variance of an unseen prompt.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> est = KRPO(q=1e-3, r=0.25, p0=0.25)
+    >>> est.update([0, 0, 0], np.array([1.0, 1.0, 0.0]), step=1)   # prior: global mean 0, P = 0.25
+    >>> round(float(est.compute([0], np.array([1.0]), step=2).baselines[0]), 4)   # 0.0625 * (2 / 0.25)
+    0.5
     """
 
     _columns = ("x", "P", "last")
@@ -191,10 +214,7 @@ class KRPO(_Tracker):
         super().__init__()
 
     def _compute(self, batch: Batch):
-        rows, known = self._lookup(batch)
-        x = np.where(known, self.table["x"][np.maximum(rows, 0)], self.global_mean)
-        base = x[batch.inverse]
-        return batch.z - base, base
+        return self._column_baseline(batch, "x")
 
     def _update(self, batch: Batch):
         known = self.table.rows(batch.uniq) >= 0
@@ -220,6 +240,15 @@ class EMA(_Tracker):
     Parameters
     ----------
     decay : float in [0, 1), default 0.9
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> est = EMA(decay=0.5)
+    >>> est.update([1, 1], np.array([1.0, 1.0]), step=1)   # first visit: v = 1
+    >>> est.update([1, 1], np.array([0.0, 1.0]), step=2)   # v = 0.5 * 1 + 0.5 * 0.5
+    >>> est.compute([1, 2], np.array([1.0, 0.0]), step=3).baselines   # prompt 2 unseen: global mean 3/4
+    array([0.75, 0.75])
     """
 
     _columns = ("v",)
@@ -230,10 +259,7 @@ class EMA(_Tracker):
         super().__init__()
 
     def _compute(self, batch: Batch):
-        rows, known = self._lookup(batch)
-        v = np.where(known, self.table["v"][np.maximum(rows, 0)], self.global_mean)
-        base = v[batch.inverse]
-        return batch.z - base, base
+        return self._column_baseline(batch, "v")
 
     def _update(self, batch: Batch):
         known = self.table.rows(batch.uniq) >= 0
@@ -245,30 +271,54 @@ class EMA(_Tracker):
 
 @register_estimator("jspo", "james_stein")
 class JSPO(AdvantageEstimator):
-    """James-Stein shrinkage of group means toward the batch mean (stateless).
+    """James-Stein shrinkage baseline toward the other prompts' mean (stateless).
 
-    Baseline of prompt ``k``: ``m_{-k} + (1 - B_k)(mean_k - m_{-k})`` with
-    ``m_{-k}`` the mean of the other prompts' group means, ``B_k =
-    s_k^2/(s_k^2 + tau^2)`` from :func:`kernelvalue.advantage.kae.eb_shrink`,
-    ``s_k^2 = sigma^2 / G_k`` and ``sigma^2`` the pooled unbiased within-group
-    variance (groups with ``G >= 2``). No shrinkage (plain group mean, as
-    Dr. GRPO without the singleton rule) with fewer than three prompts or no
-    group of two or more.
+    Two-level leave-one-out, as in the shrinkage baselines of Zeng et al.
+    (2025, "Shrinking the Variance"), so the baseline of response ``g`` of
+    prompt ``k`` does not use its own reward (up to the shrinkage factor):
+
+        b_g = m_{-k} + (1 - B_g) (loo_g - m_{-k})
+
+    * ``loo_g = (S_k - Z_g) / (G_k - 1)``: the other responses' mean (RLOO);
+    * ``m_{-k}``: mean of the other prompts' group means;
+    * ``B_g = t_g / (t_g + tau^2)`` (:func:`kernelvalue.advantage.kae.eb_shrink`),
+      ``t_g = sigma^2 / (G_k - 1)`` the variance of ``loo_g``, ``tau^2`` the
+      spread of the group means beyond their noise ``sigma^2 / G_j``, and
+      ``sigma^2`` the pooled unbiased within-group variance. ``B_g`` sees
+      ``Z_g`` only through ``sigma^2`` and ``tau^2`` (``O(1/n)``, ``O(1/p)``).
+
+    A group of one has no ``loo_g``: ``B = 1``, its baseline is ``m_{-k}``
+    (0 when the batch holds a single prompt, RLOO's singleton rule). With
+    fewer than three prompts (``tau^2`` not estimable) the other groups get
+    no shrinkage: RLOO.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> keys = [0, 0, 1, 1, 2, 2, 3]
+    >>> z = np.array([1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0])
+    >>> # sigma^2 = 1/6, tau^2 = 1/8: pairs B = 4/7 (prompt 1: 2/3 + (3/7)(1 - 2/3) and
+    >>> # 2/3 + (3/7)(0 - 2/3)); the singleton prompt 3 gets m_{-3} = 1.5 / 3
+    >>> JSPO().compute(keys, z, step=1).baselines.round(3)
+    array([0.714, 0.714, 0.81 , 0.381, 0.476, 0.476, 0.5  ])
     """
 
     def _compute(self, batch: Batch):
         inv, g = batch.inverse, batch.counts
         mean = batch.sums / g
-        dev = batch.z - mean[inv]
-        ss = batch.group_sum(dev * dev)
-        df = float(np.sum(g - 1.0))
         p = batch.n_groups
-        if df > 0 and p >= 3:
-            sigma2 = float(ss.sum()) / df
-            center = (mean.sum() - mean) / (p - 1)
-            B = eb_shrink(mean, sigma2 / g, center)
-            base = center + (1.0 - B) * (mean - center)
+        center = (mean.sum() - mean) / (p - 1) if p > 1 else np.zeros(1)
+        others = g[inv] - 1.0
+        multi = others > 0
+        loo = np.where(multi, (batch.sums[inv] - batch.z) / np.maximum(others, 1.0), 0.0)
+        dev = batch.z - mean[inv]
+        df = float(np.sum(g - 1.0))
+        if df > 0:
+            sigma2 = float(np.sum(dev * dev)) / df
+            B = eb_shrink(mean, sigma2 / g, np.where(multi, sigma2 / np.maximum(others, 1.0), np.inf))
         else:
-            base = mean
-        base = base[inv]
+            B = np.zeros(batch.z.shape[0])
+        B = np.where(multi, B, 1.0)
+        c = center[inv]
+        base = c + (1.0 - B) * (loo - c)
         return batch.z - base, base

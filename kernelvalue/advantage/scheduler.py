@@ -18,13 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import check_positive_int
+
 __all__ = ["PromptScheduler"]
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 class PromptScheduler:
@@ -53,12 +49,20 @@ class PromptScheduler:
     Yields
     ------
     ndarray of int64, shape (prompts_per_step,)
+
+    Examples
+    --------
+    >>> s = PromptScheduler(n_prompts=4, prompts_per_step=2, J=3, seed=0)
+    >>> s.steps_per_epoch
+    6
+    >>> [next(s).tolist() for _ in range(4)]   # a minibatch for 3 steps, then the next
+    [[2, 0], [2, 0], [2, 0], [1, 3]]
     """
 
     def __init__(self, n_prompts, prompts_per_step, J, seed=0):
-        self.n_prompts = _positive_int("n_prompts", n_prompts)
-        self.prompts_per_step = _positive_int("prompts_per_step", prompts_per_step)
-        self.J = _positive_int("J", J)
+        self.n_prompts = check_positive_int("n_prompts", n_prompts)
+        self.prompts_per_step = check_positive_int("prompts_per_step", prompts_per_step)
+        self.J = check_positive_int("J", J)
         if self.prompts_per_step > self.n_prompts:
             raise ValueError(
                 f"prompts_per_step={prompts_per_step} exceeds n_prompts={n_prompts}; use at most n_prompts."
@@ -127,8 +131,9 @@ class PromptScheduler:
         if shape != (self.n_prompts, self.prompts_per_step, self.J):
             raise ValueError(
                 f"scheduler state is for (n_prompts, prompts_per_step, J)={shape}, this scheduler has "
-                f"{(self.n_prompts, self.prompts_per_step, self.J)}."
+                f"{(self.n_prompts, self.prompts_per_step, self.J)}; build it with the saved ones."
             )
+        self.seed = state["seed"]
         self._rng = np.random.default_rng()
         self._rng.bit_generator.state = state["rng"]
         self._batches = None if state["batches"] is None else np.array(state["batches"], dtype=np.int64)
