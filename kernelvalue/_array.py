@@ -7,10 +7,12 @@ on backends without float64, e.g. Apple MPS).
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_array, is_torch_array, to_device
 
-__all__ = ["array_namespace", "device", "float_dtype", "as_float", "to_numpy", "like"]
+__all__ = ["array_namespace", "device", "float_dtype", "as_float", "to_numpy", "like", "iadd", "imul", "idiv"]
 
 
 def float_dtype(x, xp):
@@ -49,3 +51,26 @@ def like(values, ref, dtype=None):
     dtype = float_dtype(ref, xp) if dtype is None else dtype
     out = xp.asarray(np.asarray(values), dtype=dtype) if not is_numpy_array(ref) else np.asarray(values, dtype=dtype)
     return to_device(out, device(ref)) if not is_numpy_array(ref) else out
+
+
+# In-place updates for the hot loops (a fresh (m, n) temporary per operation
+# costs more than the arithmetic). Arrays tracked by autograd (torch tensors
+# with requires_grad) get an out-of-place result instead: updating them in
+# place would corrupt the values their backward pass saved.
+def _tracked(a):
+    return bool(getattr(a, "requires_grad", False))
+
+
+def iadd(a, b):
+    """``a + b``, written into ``a`` unless autograd tracks it."""
+    return a + b if _tracked(a) else operator.iadd(a, b)
+
+
+def imul(a, b):
+    """``a * b``, written into ``a`` unless autograd tracks it."""
+    return a * b if _tracked(a) else operator.imul(a, b)
+
+
+def idiv(a, b):
+    """``a / b``, written into ``a`` unless autograd tracks it."""
+    return a / b if _tracked(a) else operator.itruediv(a, b)

@@ -61,9 +61,8 @@ Backends: criteria are computed on ``X``'s Array-API namespace and device
 are Python floats and the selected bandwidth is a Python ``float`` (1-D) or a
 numpy array of shape ``(d,)``. ``binned=True`` (1-D only) bins the data once
 (:func:`kernelvalue.binned.linear_binning`) and scores each bandwidth from
-:func:`kernelvalue.binned.binned_criteria` in ``O(M log M)`` (falling back to
-``binned_smoother_stats``, ``O(n + M log M)``); k-fold then refits with
-``binned_smooth``. The binned criteria are approximations with relative
+:func:`kernelvalue.binned.binned_criteria` in ``O(M log M)``; k-fold then
+refits with ``binned_smooth``. The binned criteria are approximations with relative
 error ``O((delta/h)^2)``, ``delta`` the bin width.
 
 Examples
@@ -89,8 +88,9 @@ from scipy.optimize import minimize_scalar
 from scipy.spatial import cKDTree
 
 from ._array import array_namespace, as_float, device, to_numpy
+from .binned import binned_criteria, binned_smooth, binned_smoother_stats, linear_binning
 from .kernels import get_kernel
-from .smoothing import smooth, smoother_stats
+from .smoothing import check_bandwidth, check_degree, smooth, smoother_stats
 
 __all__ = [
     "METHODS",
@@ -157,7 +157,7 @@ def _validate(X, y, sample_weight, min_samples=3):
     if X.ndim == 1:
         X = X[:, None]
     if X.ndim != 2:
-        raise ValueError(f"X must be 1-D (n,) or 2-D (n, d), got shape {tuple(X.shape)}.")
+        raise ValueError(f"X must be 1-D (n,) or 2-D (n, d), got shape {tuple(X.shape)}; reshape it to (n, d).")
     n = X.shape[0]
     dtype, dev = X.dtype, device(X)
     y = xp.asarray(y if _is_array(y) else np.asarray(y, dtype=float), dtype=dtype, device=dev)
@@ -169,7 +169,9 @@ def _validate(X, y, sample_weight, min_samples=3):
             "pass one response per row of X."
         )
     if n < min_samples:
-        raise ValueError(f"bandwidth selection needs at least {min_samples} samples, got n={n}.")
+        raise ValueError(
+            f"bandwidth selection needs at least {min_samples} samples, got n={n}; pass more data or a fixed bandwidth."
+        )
     if not bool(xp.all(xp.isfinite(X))):
         raise ValueError("X contains NaN or inf; remove or impute those rows before selecting a bandwidth.")
     if not bool(xp.all(xp.isfinite(y))):
@@ -183,9 +185,11 @@ def _validate(X, y, sample_weight, min_samples=3):
         )
         sw = xp.reshape(sw, (-1,))
         if sw.shape[0] != n:
-            raise ValueError(f"sample_weight must have shape ({n},), got {tuple(sw.shape)}.")
+            raise ValueError(f"sample_weight must have shape ({n},), got {tuple(sw.shape)}; pass one weight per row of X.")
         if not bool(xp.all(xp.isfinite(sw))) or bool(xp.any(sw < 0)) or not float(xp.sum(sw)) > 0:
-            raise ValueError("sample_weight must be finite, non-negative and not all zero.")
+            raise ValueError(
+                "sample_weight must be finite, non-negative and not all zero; fix or drop the offending weights."
+            )
     return xp, X, y, sw
 
 
@@ -195,11 +199,6 @@ def _is_array(a):
         return True
     except TypeError:
         return False
-
-
-def _check_degree(degree):
-    if degree not in (0, 1):
-        raise ValueError(f"degree must be 0 (Nadaraya-Watson) or 1 (local linear), got {degree!r}.")
 
 
 def _wmean(v, sw, xp):
@@ -238,23 +237,18 @@ class _Evaluator:
     """Criterion ingredients for one data set at any bandwidth, exact or binned.
 
     Exact: :func:`kernelvalue.smoothing.smoother_stats` (``O(n^2)`` per
-    bandwidth, chunked). Binned: the data are binned once; each bandwidth then
-    costs ``O(M log M)`` through :func:`kernelvalue.binned.binned_criteria`
-    (or ``O(n + M log M)`` through ``binned_smoother_stats`` if that is absent).
+    bandwidth at worst, chunked). Binned: the data are binned once; each
+    bandwidth then costs ``O(M log M)`` through
+    :func:`kernelvalue.binned.binned_criteria`.
     """
 
     def __init__(self, X, y, kernel, degree, sw, xp, binned, grid_size):
         self.X, self.y, self.kernel, self.degree, self.sw, self.xp = X, y, kernel, degree, sw, xp
         self.binned = bool(binned)
-        self.grid_size = grid_size
         if self.binned:
             if X.shape[1] != 1:
                 raise ValueError(f"binned=True supports 1-D X only, got {X.shape[1]} features; use binned=False.")
-            from . import binned as _binned  # lazy: optional fast path
-
-            self._binned = _binned
-            data = _binned.linear_binning(X[:, 0], y, sample_weight=sw, grid_size=grid_size)
-            self._data = data if isinstance(data, getattr(_binned, "BinnedData", ())) else None
+            self._data = linear_binning(X[:, 0], y, sample_weight=sw, grid_size=grid_size)
 
     def stats(self, h):
         """:class:`~kernelvalue.smoothing.SmootherStats` at bandwidth ``h``."""
@@ -264,22 +258,15 @@ class _Evaluator:
             # A too-coarse-grid warning per grid bandwidth would drown the user;
             # the criterion is still scored (and the exact path is one flag away).
             warnings.simplefilter("ignore", RuntimeWarning)
-            if self._data is not None:
-                return self._binned.binned_smoother_stats(self._data, None, float(h), kernel=self.kernel,
-                                                          degree=self.degree)
-            return self._binned.binned_smoother_stats(
-                self.X[:, 0], self.y, float(h), kernel=self.kernel, degree=self.degree,
-                sample_weight=self.sw, grid_size=self.grid_size,
-            )
+            return binned_smoother_stats(self._data, None, float(h), kernel=self.kernel, degree=self.degree)
 
     def fit(self, h):
         """:class:`_Fit` at bandwidth ``h``."""
-        criteria = getattr(self._binned, "binned_criteria", None) if self.binned else None
-        if criteria is None or self._data is None:
+        if not self.binned:
             return _fit_from_stats(self.stats(h), self.y, self.sw, self.xp)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            c = criteria(self._data, float(h), kernel=self.kernel, degree=self.degree)
+            c = binned_criteria(self._data, float(h), kernel=self.kernel, degree=self.degree)
         loo = float(c.loo) if math.isfinite(c.loo) else math.inf
         return _Fit(float(c.rss), loo, float(c.trace), int(c.n), int(c.n_undefined))
 
@@ -333,8 +320,6 @@ def _kfold(X, y, h, kernel, degree, sw, xp, folds, binned, grid_size):
             # Undefined held-out predictions are scored +inf below, not warned.
             warnings.simplefilter("ignore", RuntimeWarning)
             if binned:
-                from .binned import binned_smooth
-
                 pred = binned_smooth(Xtr[:, 0], ytr, Xte[:, 0], float(h), kernel=kernel, degree=degree,
                                      sample_weight=swtr, grid_size=grid_size)
             else:
@@ -381,19 +366,19 @@ def _criterion_doc(summary, examples):
 
 def loo_score(X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weight=None, binned=False, grid_size=None):
     xp, X, y, sw = _validate(X, y, sample_weight)
-    _check_degree(degree)
+    check_degree(degree)
     return _loo(_Evaluator(X, y, kernel, degree, sw, xp, binned, grid_size).fit(bandwidth))
 
 
 def gcv_score(X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weight=None, binned=False, grid_size=None):
     xp, X, y, sw = _validate(X, y, sample_weight)
-    _check_degree(degree)
+    check_degree(degree)
     return _gcv(_Evaluator(X, y, kernel, degree, sw, xp, binned, grid_size).fit(bandwidth))
 
 
 def aicc_score(X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weight=None, binned=False, grid_size=None):
     xp, X, y, sw = _validate(X, y, sample_weight)
-    _check_degree(degree)
+    check_degree(degree)
     return _aicc(_Evaluator(X, y, kernel, degree, sw, xp, binned, grid_size).fit(bandwidth))
 
 
@@ -453,18 +438,12 @@ def kfold_score(
     True
     """
     xp, X, y, sw = _validate(X, y, sample_weight)
-    _check_degree(degree)
+    check_degree(degree)
     if binned and X.shape[1] != 1:
         raise ValueError("binned=True supports 1-D X only; use binned=False.")
-    h = _as_positive_bandwidth(bandwidth)
+    h = check_bandwidth(bandwidth, X.shape[1], xp, X.dtype, device(X))
+    h = float(h[0]) if X.shape[1] == 1 else h
     return _kfold(X, y, h, kernel, degree, sw, xp, _folds(X.shape[0], n_folds, random_state), binned, grid_size)
-
-
-def _as_positive_bandwidth(bandwidth):
-    h = np.asarray(bandwidth, dtype=float)
-    if not np.all(np.isfinite(h)) or not np.all(h > 0):
-        raise ValueError(f"bandwidth must be finite and > 0, got {bandwidth!r}; pass a positive value.")
-    return float(h) if h.ndim == 0 else h
 
 
 # --------------------------------------------------------------------------- rules
@@ -875,7 +854,7 @@ def select_bandwidth(
     if not isinstance(method, str) or method.lower() not in METHODS:
         raise ValueError(f"method={method!r} is unknown; choose one of {list(METHODS)}.")
     method = method.lower()
-    _check_degree(degree)
+    check_degree(degree)
     kern = get_kernel(kernel)
     xp, X, y, sw = _validate(X, y, sample_weight)
     n, d = X.shape

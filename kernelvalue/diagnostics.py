@@ -56,7 +56,7 @@ from scipy import integrate, stats
 
 from ._array import array_namespace, as_float, device, like, to_numpy
 from .kernels import get_kernel
-from .smoothing import check_bandwidth, smooth
+from .smoothing import check_bandwidth, check_degree, smooth
 
 __all__ = [
     "RateFit",
@@ -248,8 +248,7 @@ def asymptotic_bias(x_eval, bandwidth, kernel, degree, m2, m1=None, f=None, f1=N
     xp, x = _eval_points(x_eval)
     h = _scalar_bandwidth(bandwidth, x, xp)
     kern = get_kernel(kernel)
-    if degree not in (0, 1):
-        raise ValueError(f"degree must be 0 (Nadaraya-Watson) or 1 (local linear), got {degree!r}.")
+    check_degree(degree)
     curvature = _evaluate(m2, x, xp, "m2") / 2
     if degree == 0:
         missing = [name for name, v in (("m1", m1), ("f", f), ("f1", f1)) if v is None]
@@ -344,8 +343,7 @@ def curvature_functional(m2, f, lo, hi, *, degree=1, m1=None, f1=None):
     lo, hi = float(lo), float(hi)
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"need finite lo < hi, got lo={lo!r}, hi={hi!r}.")
-    if degree not in (0, 1):
-        raise ValueError(f"degree must be 0 (Nadaraya-Watson) or 1 (local linear), got {degree!r}.")
+    check_degree(degree)
     if degree == 0 and (m1 is None or f1 is None):
         raise ValueError("degree=0 needs m1 (m') and f1 (f') for the design-bias term; pass both.")
 

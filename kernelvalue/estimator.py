@@ -42,8 +42,9 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _check_sample_weight, _num_samples, check_is_fitted, validate_data
 
 from ._array import array_namespace, as_float, device, like, to_numpy
+from .binned import BINNED_THRESHOLD, binned_smooth, binned_smoother_stats
 from .kernels import get_kernel
-from .smoothing import _chunk_size, check_bandwidth, local_weights, smooth, smoother_stats
+from .smoothing import check_bandwidth, check_degree, smooth, smoother_stats
 
 __all__ = ["KernelValueEstimator", "BANDWIDTH_METHODS"]
 
@@ -79,25 +80,6 @@ def _sklearn_expected_failed_checks(estimator):
     else:
         return {}
     return {"check_sample_weight_equivalence_on_dense_data": reason}
-
-
-def _to_host(a):
-    """A numpy copy of any Array-API array, whatever its device."""
-    try:
-        return to_numpy(a)
-    except (RuntimeError, TypeError, ValueError):
-        # Some devices refuse a direct numpy export (CUDA-like devices,
-        # array_api_strict's non-default devices): go through the default one.
-        info = array_namespace(a).__array_namespace_info__()
-        return to_numpy(to_device(a, info.default_device()))
-
-
-def _binned_module():
-    try:
-        from . import binned
-    except ImportError:  # the binned fast path is optional at import time
-        return None
-    return binned
 
 
 class KernelValueEstimator(RegressorMixin, BaseEstimator):
@@ -220,10 +202,7 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------ validation
     def _check_params(self):
         get_kernel(self.kernel)  # ValueError listing the valid names
-        if isinstance(self.degree, bool) or self.degree not in (0, 1):
-            raise ValueError(
-                f"degree={self.degree!r} is not supported; use 0 (Nadaraya-Watson) or 1 (local linear)."
-            )
+        check_degree(self.degree)
         if not (self.binned == "auto" or isinstance(self.binned, (bool, np.bool_))):
             raise ValueError(f"binned={self.binned!r} is invalid; use True, False or 'auto'.")
         if isinstance(self.bandwidth, str) and self.bandwidth not in BANDWIDTH_METHODS:
@@ -296,7 +275,7 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
                 a = to_device(a, device(X))
             return xp.astype(a, X.dtype) if a.dtype != X.dtype else a
         try:
-            host = np.asarray(_to_host(a) if is_array_api_obj(a) else a, dtype=np.float64)
+            host = np.asarray(to_numpy(a) if is_array_api_obj(a) else a, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{name} must be numeric; got {type(a).__name__} ({exc}).") from exc
         return like(host, X, dtype=X.dtype)
@@ -386,18 +365,13 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
                 raise ValueError(
                     f"binned=True needs one feature, but X has {d}; use binned=False or 'auto' for d-D inputs."
                 )
-            if _binned_module() is None:
-                raise ImportError("binned=True needs kernelvalue.binned, which could not be imported.")
             return True
-        if self.binned == "auto" and d == 1:
-            mod = _binned_module()
-            return mod is not None and n > mod.BINNED_THRESHOLD
-        return False
+        return self.binned == "auto" and d == 1 and n > BINNED_THRESHOLD
 
     def _select(self, X, y, sw, n, d, use_binned):
         """Bandwidth (float or per-feature), cv_results_ dict or None, at-edge flag."""
         if not isinstance(self.bandwidth, str):
-            h = _to_host(self.bandwidth) if is_array_api_obj(self.bandwidth) else self.bandwidth
+            h = to_numpy(self.bandwidth) if is_array_api_obj(self.bandwidth) else self.bandwidth
             try:
                 h = np.asarray(h, dtype=np.float64)
             except (TypeError, ValueError) as exc:
@@ -441,8 +415,6 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
     def _fit_summaries(self, xp, X, y, sw):
         kw = dict(kernel=self.kernel, degree=self.degree, sample_weight=sw)
         if self.binned_:
-            from .binned import binned_smoother_stats
-
             st = binned_smoother_stats(X[:, 0], y, self.bandwidth_, **kw)
         else:
             st = smoother_stats(X, y, self.bandwidth_, chunk_size=self.chunk_size, **kw)
@@ -459,7 +431,10 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
             # tr(S S^T); both are O(tr S) corrections to n >> tr S there.
             tr_sst = float(st.trace_sst)
         else:
-            norms = self._variance_norm2(xp, X, sw)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # undefined points: warned below
+                _, norms = smooth(X, y, X, self.bandwidth_, return_norm=True, chunk_size=self.chunk_size,
+                                  norm_weights=self._inverse_weights(xp, sw), **kw)
             tr_sst = float(xp.sum(xp.where(ok, sw * norms, xp.zeros_like(sw))))
         if st.n_undefined:
             warnings.warn(
@@ -482,27 +457,13 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
             )
             self.sigma2_ = float("nan")
 
-    def _variance_norm2(self, xp, x_eval, sw):
-        """``sum_j l_j(x)^2 / w_j`` per evaluation point (frequency weights).
-
-        Under duplication each of the ``w_j`` copies of row ``j`` carries
-        ``l_j / w_j``, so this is the ``||l(x)||^2`` of the expanded data.
-        """
-        X = self.X_fit_
+    @staticmethod
+    def _inverse_weights(xp, sw):
+        """``1 / w_j`` (0 where ``w_j = 0``): under frequency weights each of the
+        ``w_j`` copies of row ``j`` carries ``l_j / w_j``, so
+        ``sum_j l_j(x)^2 / w_j`` is the ``||l(x)||^2`` of the expanded data."""
         safe = xp.where(sw > 0, sw, xp.ones_like(sw))
-        inv_w = xp.where(sw > 0, 1.0 / safe, xp.zeros_like(sw))
-        step = _chunk_size(X.shape[0], X.shape[1], self.chunk_size)
-        out = []
-        with warnings.catch_warnings():
-            # smooth() already warned about undefined points for this call.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            m = x_eval.shape[0]
-            for start in range(0, m, step):
-                L = local_weights(
-                    X, x_eval[start : min(start + step, m), :], self.bandwidth_, self.kernel, self.degree, sw
-                )
-                out.append(xp.sum(L * L * inv_w[None, :], axis=1))
-        return xp.concat(out) if out else xp.zeros((0,), dtype=X.dtype, device=device(X))
+        return xp.where(sw > 0, 1.0 / safe, xp.zeros_like(sw))
 
     # --------------------------------------------------------------- predict
     def predict(self, X, return_std=False):
@@ -523,18 +484,17 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
             NaN where the fit is undefined (with a ``RuntimeWarning``).
         """
         xp, X = self._validate_predict_X(X, "predict")
-        h, kw = self.bandwidth_, dict(kernel=self.kernel, degree=self.degree, sample_weight=self.sample_weight_fit_)
+        sw = self.sample_weight_fit_
+        h, kw = self.bandwidth_, dict(kernel=self.kernel, degree=self.degree, sample_weight=sw)
         if self.binned_:
-            from .binned import binned_smooth
-
             out = binned_smooth(self.X_fit_[:, 0], self.y_fit_, X[:, 0], h, return_norm=return_std, **kw)
         else:
-            out = smooth(self.X_fit_, self.y_fit_, X, h, return_norm=return_std, chunk_size=self.chunk_size, **kw)
+            c = None if sw is None or not return_std else self._inverse_weights(xp, sw)
+            out = smooth(self.X_fit_, self.y_fit_, X, h, return_norm=return_std, chunk_size=self.chunk_size,
+                         norm_weights=c, **kw)
         if not return_std:
             return out
         pred, norm2 = out
-        if self.sample_weight_fit_ is not None and not self.binned_:
-            norm2 = self._variance_norm2(xp, X, self.sample_weight_fit_)
         return pred, xp.sqrt(self.sigma2_ * norm2)
 
     def predict_interval(self, X, level=0.95):
@@ -553,6 +513,15 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
         Returns
         -------
         lower, upper : arrays of shape (m,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.linspace(0, 1, 101)[:, None]
+        >>> est = KernelValueEstimator(kernel="gaussian", bandwidth=0.1).fit(X, np.zeros(101))
+        >>> lo, hi = est.predict_interval(np.array([[0.5]]))
+        >>> float(lo[0]) == float(hi[0]) == 0.0  # noiseless data: sigma2_ = 0, zero width
+        True
         """
         if not isinstance(level, numbers.Real) or not 0.0 < float(level) < 1.0:
             raise ValueError(f"level={level!r} is invalid; pass a coverage probability in (0, 1), e.g. 0.95.")

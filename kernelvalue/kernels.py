@@ -23,7 +23,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 from array_api_compat import array_namespace
+
+from ._array import imul
 
 __all__ = ["Kernel", "KERNELS", "get_kernel"]
 
@@ -46,8 +49,16 @@ class Kernel:
     roughness : float
         ``R(K) = int K(u)^2 du``.
     profile : callable
-        ``profile(abs_u, xp)``: the kernel as a function of ``|u|`` on the
-        array namespace ``xp``; the support cut is applied by :meth:`__call__`.
+        ``profile(a, xp)``: the kernel as a function of ``a = |u|`` (of
+        ``a = u**2`` when ``squared``) on the array namespace ``xp``. ``a`` is
+        a fresh array that the profile may overwrite (with
+        :func:`kernelvalue._array.imul` and friends, which leave autograd-tracked
+        tensors alone): the smoothers evaluate millions of weights per
+        bandwidth, so every saved temporary counts. For a compact kernel the profile must itself return 0 for
+        ``|u| > support``; this is checked when the kernel is created.
+    squared : bool
+        Whether ``profile`` takes ``u**2`` rather than ``|u|`` (cheaper for
+        kernels that are polynomials or exponentials in ``u**2``).
     """
 
     name: str
@@ -56,6 +67,16 @@ class Kernel:
     mu2: float
     roughness: float
     profile: Callable = field(repr=False, compare=False)
+    squared: bool = field(default=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.compact:
+            beyond = np.array([1.0 + 1e-9, 1.5, 2.0, 10.0]) * self.support
+            if np.any(self(beyond) != 0):
+                raise ValueError(
+                    f"kernel {self.name!r}: profile must return 0 for |u| > support={self.support}; "
+                    "clip it (e.g. xp.clip(1 - a, min=0.0)) or set support=math.inf."
+                )
 
     @property
     def compact(self) -> bool:
@@ -64,11 +85,29 @@ class Kernel:
 
     def __call__(self, u):
         xp = array_namespace(u)
-        a = xp.abs(u)
-        values = self.profile(a, xp)
-        if self.compact:
-            values = xp.where(a <= self.support, values, xp.zeros_like(values))
-        return values
+        return self.profile(u * u if self.squared else xp.abs(u), xp)
+
+    def tail_bound(self, rel: float = 0.0) -> float:
+        """Smallest ``tau`` with ``K(u) <= rel * K(0)`` for all ``|u| >= tau``.
+
+        ``support`` for a compact kernel. For an unbounded one it is found by
+        doubling then bisection (60 steps), assuming ``K`` decreases in
+        ``|u|``; ``rel=0`` gives the point beyond which ``K`` underflows to
+        exactly 0 in float64 (38.6 for the Gaussian), so the exact smoothers
+        can skip those weights without changing a bit of the sums.
+        ``math.inf`` if ``K`` is still above the level at ``|u| = 1e6``.
+
+        Examples
+        --------
+        >>> round(get_kernel("gaussian").tail_bound(1e-12), 2), get_kernel("biweight").tail_bound()
+        (7.43, 1.0)
+        """
+        # Cached on the instance, not by value: kernels compare equal by
+        # their constants, whatever their profile.
+        cache = self.__dict__.setdefault("_tail_bounds", {})
+        if rel not in cache:
+            cache[rel] = _tail_bound(self, float(rel))
+        return cache[rel]
 
     def canonical_bandwidth(self) -> float:
         """``delta_0 = (R(K) / mu2^2)^(1/5)``: rescales bandwidths between kernels
@@ -76,32 +115,69 @@ class Kernel:
         return (self.roughness / self.mu2**2) ** 0.2
 
 
-def _poly(a, xp, power_inner, power_outer, const):
-    # (1 - |u|^p)^q scaled to integrate to one; clip keeps the base >= 0 where
-    # the support mask would otherwise be the only guard against odd powers.
-    base = 1.0 - a**power_inner
-    base = xp.where(base > 0, base, xp.zeros_like(base))
-    return const * base**power_outer
+def _tail_bound(kern: Kernel, rel: float) -> float:
+    if kern.compact:
+        return float(kern.support)
+    target = rel * kern.k0
+
+    def above(a):
+        return float(kern(np.array([a]))[0]) > target
+
+    hi = 1.0
+    while above(hi):
+        hi *= 2.0
+        if hi > 1e6:
+            return math.inf
+    lo = hi / 2.0 if hi > 1.0 else 0.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if above(mid) else (lo, mid)
+    return hi
+
+
+def _power(a, p):
+    """``a**p`` for a small integer ``p`` by multiplication (pow() is several times slower)."""
+    out = a
+    for _ in range(p - 1):
+        out = out * a
+    return out
+
+
+def _poly(power_inner, power_outer, const):
+    """Profile ``const * (1 - a^p)_+^q`` (``a = |u|``, or ``u^2`` for squared kernels)."""
+
+    def profile(a, xp):
+        # Clipping 1 - a^p at 0 zeroes the outside of the support: no
+        # separate support mask (two more passes) is needed.
+        return imul(_power(xp.clip(1.0 - _power(a, power_inner), min=0.0), power_outer), const)
+
+    return profile
+
+
+def _gaussian(s, xp):  # s = u^2
+    return imul(xp.exp(imul(s, -0.5)), 1.0 / math.sqrt(2.0 * math.pi))
+
+
+def _exponential(a, xp):
+    return imul(xp.exp(imul(a, -1.0)), 0.5)
+
+
+def _uniform(a, xp):
+    return imul(xp.astype(a <= 1.0, a.dtype), 0.5)
 
 
 KERNELS: dict[str, Kernel] = {
     k.name: k
     for k in (
-        Kernel("uniform", 1.0, 0.5, 1 / 3, 0.5, lambda a, xp: xp.ones_like(a) * 0.5),
-        Kernel("triangular", 1.0, 1.0, 1 / 6, 2 / 3, lambda a, xp: _poly(a, xp, 1, 1, 1.0)),
-        Kernel("epanechnikov", 1.0, 0.75, 1 / 5, 3 / 5, lambda a, xp: _poly(a, xp, 2, 1, 0.75)),
-        Kernel("biweight", 1.0, 15 / 16, 1 / 7, 5 / 7, lambda a, xp: _poly(a, xp, 2, 2, 15 / 16)),
-        Kernel("triweight", 1.0, 35 / 32, 1 / 9, 350 / 429, lambda a, xp: _poly(a, xp, 2, 3, 35 / 32)),
-        Kernel("tricube", 1.0, 70 / 81, 35 / 243, 175 / 247, lambda a, xp: _poly(a, xp, 3, 3, 70 / 81)),
-        Kernel(
-            "gaussian",
-            math.inf,
-            1 / math.sqrt(2 * math.pi),
-            1.0,
-            1 / (2 * math.sqrt(math.pi)),
-            lambda a, xp: xp.exp(-0.5 * a * a) / math.sqrt(2 * math.pi),
-        ),
-        Kernel("exponential", math.inf, 0.5, 2.0, 0.25, lambda a, xp: 0.5 * xp.exp(-a)),
+        Kernel("uniform", 1.0, 0.5, 1 / 3, 0.5, _uniform),
+        Kernel("triangular", 1.0, 1.0, 1 / 6, 2 / 3, _poly(1, 1, 1.0)),
+        Kernel("epanechnikov", 1.0, 0.75, 1 / 5, 3 / 5, _poly(1, 1, 0.75), squared=True),
+        Kernel("biweight", 1.0, 15 / 16, 1 / 7, 5 / 7, _poly(1, 2, 15 / 16), squared=True),
+        Kernel("triweight", 1.0, 35 / 32, 1 / 9, 350 / 429, _poly(1, 3, 35 / 32), squared=True),
+        Kernel("tricube", 1.0, 70 / 81, 35 / 243, 175 / 247, _poly(3, 3, 70 / 81)),
+        Kernel("gaussian", math.inf, 1 / math.sqrt(2 * math.pi), 1.0, 1 / (2 * math.sqrt(math.pi)), _gaussian,
+               squared=True),
+        Kernel("exponential", math.inf, 0.5, 2.0, 0.25, _exponential),
     )
 }
 
@@ -117,6 +193,11 @@ def get_kernel(kernel) -> Kernel:
         If ``kernel`` is an unknown name; the message lists the valid names.
     TypeError
         If ``kernel`` is neither a string nor a :class:`Kernel`.
+
+    Examples
+    --------
+    >>> get_kernel("Quartic").name  # names are case-insensitive; aliases allowed
+    'biweight'
     """
     if isinstance(kernel, Kernel):
         return kernel

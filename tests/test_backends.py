@@ -150,3 +150,24 @@ def test_estimator_on_cuda_matches_cpu(rng):
     assert est.bandwidth_ == pytest.approx(ref.bandwidth_, rel=1e-6)
     np.testing.assert_allclose(pred.cpu().numpy(), ref_pred, rtol=0, atol=1e-8)
     np.testing.assert_allclose(std.cpu().numpy(), ref_std, rtol=0, atol=1e-8)
+
+
+# torch notes that asarray now keeps requires_grad: exactly what this test needs.
+@pytest.mark.filterwarnings("ignore:torch.asarray:UserWarning")
+@pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov"])
+@pytest.mark.parametrize("degree", [0, 1])
+def test_torch_autograd_through_the_smoother(kernel, degree):
+    # The hot loops update arrays in place, except tensors tracked by autograd:
+    # d fit / d h must still flow and match a central finite difference
+    # (step 1e-6: truncation O(1e-12), round-off O(1e-16 / 1e-6) = O(1e-10)).
+    torch = pytest.importorskip("torch")
+    X = torch.linspace(0, 1, 60, dtype=torch.float64)
+    y = torch.sin(6 * X)
+    h = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
+    smooth(X, y, X[:7], h, kernel=kernel, degree=degree).sum().backward()
+
+    def total(b):
+        return float(smooth(X, y, X[:7], b, kernel=kernel, degree=degree).sum())
+
+    fd = (total(0.2 + 1e-6) - total(0.2 - 1e-6)) / 2e-6
+    assert float(h.grad) == pytest.approx(fd, rel=1e-6, abs=1e-8)

@@ -297,7 +297,7 @@ def test_bad_foreign_data_raises(data):
         ({"bandwidth": [0.1, 0.2]}, "one bandwidth or one per feature"),
         ({"bandwidth": "cv"}, r"bandwidth='cv' is not a known selection method.*'loo'"),
         ({"kernel": "gauss"}, r"kernel='gauss' is unknown; choose one of .*'epanechnikov'"),
-        ({"degree": 2}, "degree=2 is not supported; use 0"),
+        ({"degree": 2}, "degree=2 is not supported; pass 0"),
         ({"binned": "yes"}, "binned='yes' is invalid"),
         ({"n_folds": 1}, "n_folds=1 is invalid"),
         ({"chunk_size": 0}, "chunk_size=0 is invalid"),

@@ -110,8 +110,25 @@ def test_aliases(alias, name):
 
 def test_names_case_insensitive_and_objects_pass_through():
     assert get_kernel("Epanechnikov") is KERNELS["epanechnikov"]
-    custom = Kernel("half", 1.0, 0.5, 1 / 3, 0.5, lambda a, xp: xp.ones_like(a) * 0.5)
+    custom = Kernel("half", 1.0, 0.5, 1 / 3, 0.5, lambda a, xp: xp.astype(a <= 1.0, a.dtype) * 0.5)
     assert get_kernel(custom) is custom
+    np.testing.assert_array_equal(custom(np.array([-2.0, 0.3, 1.0, 1.5])), [0.0, 0.5, 0.5, 0.0])
+
+
+def test_compact_kernel_must_vanish_beyond_its_support():
+    # The smoothers apply no support mask of their own: a compact profile that
+    # is non-zero outside [-support, support] is refused when created.
+    with pytest.raises(ValueError, match="must return 0 for"):
+        Kernel("leaky", 1.0, 0.5, 1 / 3, 0.5, lambda a, xp: xp.ones_like(a) * 0.5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_kernel_call_leaves_its_input_untouched(name):
+    # Profiles may work in place on the |u| or u^2 array they are handed, never on u.
+    u = np.linspace(-2.0, 2.0, 9)
+    before = u.copy()
+    KERNELS[name](u)
+    np.testing.assert_array_equal(u, before)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -126,3 +143,17 @@ def test_backends_agree_with_numpy(xp, name):
         assert out.shape == u.shape
         np.testing.assert_allclose(np.asarray(to_numpy(out), dtype=np.float64), ref, rtol=tol, atol=tol)
 
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tail_bound_is_where_the_kernel_becomes_exactly_zero(name):
+    # The exact smoothers drop every weight beyond tail_bound(): that is only
+    # exact if K is 0.0 there in float64 and positive just inside.
+    k = KERNELS[name]
+    tau = k.tail_bound()
+    if k.compact:
+        assert tau == k.support
+        return
+    beyond = tau * np.array([1 + 1e-12, 1.01, 2.0, 100.0])
+    assert np.all(k(beyond) == 0.0) and np.all(k(-beyond) == 0.0)
+    assert k(np.array([tau * (1 - 1e-3)]))[0] > 0.0

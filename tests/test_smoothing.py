@@ -60,24 +60,16 @@ def defined(rows):
 
 
 @SETTINGS
-@given(problems(d=1), st.sampled_from([0, 1]))
-def test_rows_sum_to_one_1d(prob, degree):
-    X, x_eval, h, kernel, _ = prob
+@pytest.mark.parametrize("d, atol", [(1, 1e-12), (2, 1e-11)])
+@given(degree=st.sampled_from([0, 1]), data=st.data())
+def test_rows_sum_to_one(d, atol, degree, data):
+    X, x_eval, h, kernel, _ = data.draw(problems(d=d))
     L = quiet(local_weights, X, np.vstack([X, x_eval]), h, kernel, degree)
     ok = defined(L)
-    np.testing.assert_allclose(L[ok].sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(L[ok].sum(axis=1), 1.0, rtol=0, atol=atol)
     if degree == 0:
         # Each training point is inside its own window: NW is defined in-sample.
         assert ok[: X.shape[0]].all()
-
-
-@SETTINGS
-@given(problems(d=2), st.sampled_from([0, 1]))
-def test_rows_sum_to_one_2d(prob, degree):
-    X, x_eval, h, kernel, _ = prob
-    L = quiet(local_weights, X, np.vstack([X, x_eval]), h, kernel, degree)
-    ok = defined(L)
-    np.testing.assert_allclose(L[ok].sum(axis=1), 1.0, rtol=0, atol=1e-11)
 
 
 @SETTINGS
@@ -133,37 +125,35 @@ def test_linear_in_y(prob, degree, alpha, beta, data):
     np.testing.assert_allclose(lhs, rhs, rtol=0, atol=1e-11)
 
 
+# d-D local linear solves through the eigen-decomposition of the window's
+# weighted d x d covariance; on these designs its condition number reaches
+# ~1e4 (e.g. 3 points whose weights differ 250-fold), which multiplies the
+# round-off: 1e-9 there, the 1-D bound elsewhere.
+ATOL_BY_D = {1: 1e-10, 2: 1e-9}
+
+
 @SETTINGS
-@given(problems(d=2), st.sampled_from([0, 1]), st.data())
-def test_permutation_invariance(prob, degree, data):
-    X, x_eval, h, kernel, y = prob
+@pytest.mark.parametrize("d", [1, 2])
+@given(degree=st.sampled_from([0, 1]), data=st.data())
+def test_permutation_invariance(d, degree, data):
+    X, x_eval, h, kernel, y = data.draw(problems(d=d))
     perm = np.array(data.draw(st.permutations(range(X.shape[0]))))
     w = np.array(data.draw(st.lists(st.integers(1, 4), min_size=len(y), max_size=len(y))), float)
     a = quiet(smooth, X, y, x_eval, h, kernel, degree, sample_weight=w)
     b = quiet(smooth, X[perm], y[perm], x_eval, h, kernel, degree, sample_weight=w[perm])
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)  # NaN pattern must match too
+    np.testing.assert_allclose(a, b, rtol=0, atol=ATOL_BY_D[d])  # NaN pattern must match too
 
 
 @SETTINGS
-@given(problems(d=1), st.sampled_from([0, 1]), st.data())
-def test_integer_weights_equal_row_duplication(prob, degree, data):
-    X, x_eval, h, kernel, y = prob
+@pytest.mark.parametrize("d", [1, 2])
+@given(degree=st.sampled_from([0, 1]), data=st.data())
+def test_integer_weights_equal_row_duplication(d, degree, data):
+    X, x_eval, h, kernel, y = data.draw(problems(d=d))
     w = np.array(data.draw(st.lists(st.integers(0, 3), min_size=len(y), max_size=len(y))))
     assume(w.sum() > 0)
     a = quiet(smooth, X, y, x_eval, h, kernel, degree, sample_weight=w.astype(float))
     b = quiet(smooth, np.repeat(X, w, axis=0), np.repeat(y, w), x_eval, h, kernel, degree)
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
-
-
-@SETTINGS
-@given(problems(d=2), st.sampled_from([0, 1]), st.data())
-def test_integer_weights_equal_row_duplication_2d(prob, degree, data):
-    X, x_eval, h, kernel, y = prob
-    w = np.array(data.draw(st.lists(st.integers(0, 3), min_size=len(y), max_size=len(y))))
-    assume(w.sum() > 0)
-    a = quiet(smooth, X, y, x_eval, h, kernel, degree, sample_weight=w.astype(float))
-    b = quiet(smooth, np.repeat(X, w, axis=0), np.repeat(y, w), x_eval, h, kernel, degree)
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(a, b, rtol=0, atol=ATOL_BY_D[d])
 
 
 # Kernels smooth at 0 (K(u) = K(0)(1 - O(u^2))) converge at rate (range/h)^2;
@@ -281,20 +271,52 @@ def test_chunk_size_does_not_change_results(xp, rng, degree):
         assert st.trace_sst == pytest.approx(st0.trace_sst, abs=1e-12)
 
 
+@pytest.mark.parametrize("kernel", ALL_KERNELS)
 @pytest.mark.parametrize("degree", [0, 1])
-def test_smoother_stats_match_explicit_matrix(rng, degree):
-    X = rng.uniform(0, 1, size=(40, 1))
-    y = np.cos(5 * X[:, 0]) + 0.1 * rng.standard_normal(40)
-    w = rng.uniform(0.5, 2.0, 40)
-    S = smoother_matrix(X, None, 0.2, "tricube", degree, w)
-    st = smoother_stats(X, y, 0.2, "tricube", degree, w)
-    np.testing.assert_allclose(st.fitted, S @ y, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(st.diag, np.diag(S), rtol=0, atol=1e-13)
-    assert st.trace == pytest.approx(np.trace(S), abs=1e-12)
-    assert st.trace_sst == pytest.approx(np.sum(S * S), abs=1e-12)
-    assert st.n_undefined == 0
-    fit, norm2 = smooth(X, y, X[:5], 0.2, "tricube", degree, w, return_norm=True)
-    np.testing.assert_allclose(norm2, np.sum(S[:5] ** 2, axis=1), rtol=0, atol=1e-13)
+@pytest.mark.parametrize("d", [1, 2])
+def test_smoother_stats_match_explicit_matrix(rng, kernel, degree, d):
+    # The chunked paths sort the data and give each block only the training
+    # points within the kernel's reach; a small bandwidth and small chunks
+    # make those windows narrow and many, while smoother_matrix builds every
+    # entry. Dropping exact zeros must not change the numbers beyond round-off.
+    n = 120
+    X = rng.uniform(0, 1, size=(n, d))  # unsorted
+    y = np.cos(5 * X[:, 0]) + 0.1 * rng.standard_normal(n)
+    w = rng.uniform(0.5, 2.0, n)
+    h = [0.12, 0.3][:d]
+    x_eval = np.concatenate([rng.uniform(0, 1, size=(15, d)), np.full((1, d), 40.0)])  # the last: no data near
+    S = quiet(smoother_matrix, X, None, h, kernel, degree, w)
+    ok = defined(S)
+    st = smoother_stats(X, y, h, kernel, degree, w, chunk_size=7)
+    assert st.n_undefined == n - ok.sum()
+    np.testing.assert_allclose(st.fitted[ok], S[ok] @ y, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(st.diag[ok], np.diag(S)[ok], rtol=0, atol=1e-13)
+    assert st.trace == pytest.approx(np.sum(np.diag(S)[ok]), abs=1e-12)
+    assert st.trace_sst == pytest.approx(np.sum(S[ok] ** 2), abs=1e-12)
+    L = quiet(local_weights, X, x_eval, h, kernel, degree, w)
+    fit, norm2 = quiet(smooth, X, y, x_eval, h, kernel, degree, w, return_norm=True, chunk_size=3)
+    np.testing.assert_allclose(fit[:-1], L[:-1] @ y, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(norm2[:-1], np.sum(L[:-1] ** 2, axis=1), rtol=0, atol=1e-13)
+    c = rng.uniform(0.0, 3.0, n)
+    _, cnorm2 = quiet(smooth, X, y, x_eval, h, kernel, degree, w, return_norm=True, chunk_size=3, norm_weights=c)
+    np.testing.assert_allclose(cnorm2[:-1], (L[:-1] ** 2) @ c, rtol=0, atol=1e-12)
+    # The far point is NaN where L's row is (no weight in reach); the
+    # exponential kernel still reaches it, and a local line extrapolated
+    # ~300 bandwidths multiplies the round-off by that lever arm.
+    np.testing.assert_allclose(fit[-1], L[-1] @ y, rtol=1e-9)
+
+
+def test_window_keeps_points_exactly_on_the_support_edge():
+    # The uniform kernel weighs |u| = 1 fully: a grid with spacing h / 4 puts
+    # training points at exactly +-h from evaluation points; the reach of each
+    # block must include them however x -/+ h rounds.
+    X = np.arange(41) * 0.025
+    y = np.sin(7 * X)
+    S = local_weights(X, None, 0.1, "uniform")
+    assert np.any(np.abs((X[None, :] - X[:, None]) / 0.1) == 1.0)  # some pairs sit exactly on the edge
+    st = smoother_stats(X, y, 0.1, "uniform", chunk_size=1)
+    np.testing.assert_allclose(st.fitted, S @ y, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(smooth(X, y, X[::-1], 0.1, "uniform", chunk_size=2), (S @ y)[::-1], rtol=0, atol=1e-14)
 
 
 # -------------------------------------------------------- no-data policy
