@@ -1,0 +1,321 @@
+"""Run configurations: one validated dataclass, two presets.
+
+``small`` (default) runs on 2 CPU cores in minutes: a tiny Qwen2-architecture
+causal LM with a character tokenizer, warm-started by supervised fine-tuning
+on the synthetic arithmetic task (:mod:`reproduce.tasks`), then trained by RL.
+``paper`` is the paper's GSM8K setting: Qwen2.5-1.5B-Instruct (weights from
+``--model``), chat template, GSM8K prompts, J = 8 steps per prompt minibatch.
+
+Example
+-------
+>>> cfg = get_preset("small", estimator="grpo", G=8)
+>>> cfg.G, cfg.estimator, cfg.dataset
+(8, 'grpo', 'synthetic')
+>>> get_preset("small", G=0)
+Traceback (most recent call last):
+...
+ValueError: G must be an int >= 1 (responses per prompt), got 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+DATASETS = ("synthetic", "gsm8k")
+ARCHS = ("qwen2", "gpt2")
+DEVICES = ("auto", "cpu", "cuda")
+PARAM_DTYPES = ("float32", "bfloat16")
+
+# Fields that determine the warm-started model; their hash names its cache directory.
+WARM_START_FIELDS = (
+    "arch",
+    "n_layer",
+    "d_model",
+    "n_head",
+    "task_seed",
+    "min_terms",
+    "max_terms",
+    "max_value",
+    "sft_steps",
+    "sft_batch_size",
+    "sft_lr",
+)
+
+
+@dataclass
+class Config:
+    """Everything one training run needs; validated on construction.
+
+    Parameters are grouped below: model, task/data, warm start (SFT), RL,
+    evaluation, and run. See ``get_preset`` for the two presets. Estimator
+    options (``bandwidth``, ``kernel``, ...) go in ``estimator_kwargs`` and
+    are passed to ``kernelvalue.advantage.get_estimator`` unchanged.
+
+    Examples
+    --------
+    >>> Config(lr=0.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr must be > 0, got 0.0
+    """
+
+    preset: str = "small"
+    # model
+    model: str | None = None  # hub name or local path (paper preset); None builds the tiny LM
+    arch: str = "qwen2"
+    n_layer: int = 2
+    d_model: int = 128
+    n_head: int = 4
+    chat_template: bool = False
+    param_dtype: str = "float32"
+    # task / data
+    dataset: str = "synthetic"
+    data_path: str | None = None  # GSM8K directory/file override (paper preset)
+    task_seed: int = 0
+    min_terms: int = 2
+    max_terms: int = 4
+    max_value: int = 30
+    n_train_prompts: int = 256
+    n_test: int = 200
+    # warm start (small preset only)
+    sft_steps: int = 800
+    sft_batch_size: int = 64
+    sft_lr: float = 3e-3
+    # RL
+    estimator: str = "kae"
+    estimator_kwargs: dict = field(default_factory=dict)  # e.g. {"bandwidth": 0.1, "kernel": "triangular"}
+    G: int = 4
+    prompts_per_step: int = 16
+    J: int = 8  # consecutive steps each prompt minibatch is used for
+    steps: int = 200
+    lr: float = 1e-5  # small preset: 3e-5 and 1e-4 raised train reward but lowered greedy test accuracy
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    temperature: float = 1.0
+    do_sample: bool = True
+    max_new_tokens: int = 40
+    clip_eps: float = 0.2
+    ppo_epochs: int = 1
+    minibatches: int = 1
+    micro_batch_size: int = 64  # sequences per forward/backward; gradient accumulates across them
+    loss_agg_mode: str = "token-mean"
+    kl_coef: float = 0.0
+    oracle_samples: int = 32  # extra samples per prompt for the Monte-Carlo value when estimator="oracle"
+    # evaluation
+    eval_every: int = 25
+    eval_batch_size: int = 200
+    # run
+    seed: int = 0
+    device: str = "auto"
+    cache_dir: str | None = None
+
+    def __post_init__(self):
+        _positive_int(self, "G", "responses per prompt")
+        for name in (
+            "n_layer",
+            "d_model",
+            "n_head",
+            "n_train_prompts",
+            "n_test",
+            "prompts_per_step",
+            "J",
+            "max_new_tokens",
+            "ppo_epochs",
+            "minibatches",
+            "micro_batch_size",
+            "sft_batch_size",
+            "eval_batch_size",
+            "oracle_samples",
+        ):
+            _positive_int(self, name)
+        for name in ("steps", "sft_steps", "eval_every"):
+            _positive_int(self, name, minimum=0)
+        for name in ("lr", "sft_lr", "grad_clip", "clip_eps"):
+            _positive_float(self, name)
+        for name in ("weight_decay", "kl_coef"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        if self.do_sample:
+            _positive_float(self, "temperature", why=" when do_sample=True (use do_sample=False for greedy)")
+        _choice(self, "loss_agg_mode", LOSS_AGG_MODES)
+        _choice(self, "dataset", DATASETS)
+        _choice(self, "arch", ARCHS)
+        _choice(self, "device", DEVICES)
+        _choice(self, "param_dtype", PARAM_DTYPES)
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_head={self.n_head}")
+        if self.max_terms < self.min_terms or self.min_terms < 2 or self.max_value < 1:
+            raise ValueError(
+                f"task needs 2 <= min_terms <= max_terms and max_value >= 1, got min_terms={self.min_terms}, "
+                f"max_terms={self.max_terms}, max_value={self.max_value}"
+            )
+        if self.prompts_per_step * self.G % self.minibatches:
+            raise ValueError(
+                f"minibatches={self.minibatches} must divide prompts_per_step*G={self.prompts_per_step * self.G}"
+            )
+        if self.dataset == "gsm8k" and self.model is None:
+            raise ValueError("model must name a local path or hub id for dataset='gsm8k' (pass --model PATH)")
+        if not isinstance(self.estimator_kwargs, dict):
+            raise TypeError(f"estimator_kwargs must be a dict, got {type(self.estimator_kwargs).__name__}")
+        bw = self.estimator_kwargs.get("bandwidth")
+        if bw is not None and not (isinstance(bw, (int, float)) and bw > 0):
+            raise ValueError(f"estimator_kwargs['bandwidth'] must be > 0, got {bw!r}")
+        self.make_estimator()  # unknown names and bad options fail here, not at step 1
+
+    def make_estimator(self):
+        """A fresh advantage estimator from the registry (``estimator``, ``estimator_kwargs``)."""
+        from kernelvalue.advantage import get_estimator
+
+        try:
+            return get_estimator(self.estimator, **self.estimator_kwargs)
+        except (KeyError, ValueError, TypeError) as err:
+            raise ValueError(
+                f"estimator={self.estimator!r} with estimator_kwargs={self.estimator_kwargs!r} rejected: {err}"
+            ) from err
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def warm_start_key(self) -> str:
+        """Hash of the fields that determine the warm-started model (cache key)."""
+        blob = json.dumps({k: getattr(self, k) for k in WARM_START_FIELDS}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def resolved_cache_dir(self) -> Path:
+        """``cache_dir``, else ``$KERNELVALUE_CACHE``, else ``~/.cache/kernelvalue``."""
+        if self.cache_dir is not None:
+            return Path(self.cache_dir)
+        return Path(os.environ.get("KERNELVALUE_CACHE", Path.home() / ".cache" / "kernelvalue"))
+
+
+PRESETS = {
+    "small": {},
+    # The paper's GSM8K setting (Qwen2.5-1.5B-Instruct). Batch size and lr are not given in the
+    # summaries we have; these are common GRPO settings for 1.5B models.
+    "paper": {
+        "preset": "paper",
+        "model": "Qwen/Qwen2.5-1.5B-Instruct",
+        "dataset": "gsm8k",
+        "chat_template": True,
+        "n_train_prompts": 7473,
+        "n_test": 1319,
+        "G": 4,
+        "prompts_per_step": 32,
+        "J": 8,
+        "steps": 300,
+        "lr": 1e-6,
+        "max_new_tokens": 512,
+        "micro_batch_size": 16,
+        "eval_every": 50,
+        "eval_batch_size": 64,
+        "sft_steps": 0,
+    },
+}
+
+
+def get_preset(name: str = "small", **overrides) -> Config:
+    """A validated ``Config`` for preset ``name`` with ``overrides`` applied.
+
+    Examples
+    --------
+    >>> get_preset("paper", model="/models/qwen").J
+    8
+    """
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(Config)}
+    if unknown:
+        raise ValueError(f"unknown config field(s) {sorted(unknown)}; see reproduce.presets.Config")
+    return Config(**{**PRESETS[name], **overrides})
+
+
+def _positive_int(cfg, name, why="", minimum=1):
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}{f' ({why})' if why else ''}, got {value!r}")
+
+
+def _positive_float(cfg, name, why=""):
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be > 0{why}, got {value!r}")
+
+
+def _choice(cfg, name, options):
+    if getattr(cfg, name) not in options:
+        raise ValueError(f"{name} must be one of {list(options)}, got {getattr(cfg, name)!r}")
+
+
+# ----------------------------------------------------------------------------- experiments (entry points)
+# Per entry point and preset: Config overrides ("config") and measurement options. Options:
+#   seeds          run seeds (one training path each; Table 2 keeps one so its small preset fits the
+#                  README's 10-minute budget on 2 CPU cores)
+#   mc_samples     extra responses per batch prompt for the Monte-Carlo truth (Tables 1-2, Figure 3)
+#   measure_every  measure at steps measure_every, 2*measure_every, ... (coprime with J, so every
+#                  position inside a J-step minibatch block is measured)
+# Any option can be overridden like a Config field (``--set mc_samples=8``).
+_SMALL_MEASURE = {"steps": 48, "eval_every": 0, "estimator": "kae"}
+_PAPER_MEASURE = {"steps": 40, "eval_every": 0, "estimator": "kae"}
+EXPERIMENTS = {
+    "table1": {
+        "small": {"config": _SMALL_MEASURE, "seeds": [0, 1, 2], "mc_samples": 64, "measure_every": 3},
+        "paper": {"config": _PAPER_MEASURE, "seeds": [0], "mc_samples": 64, "measure_every": 3},
+    },
+    "table2": {
+        "small": {"config": _SMALL_MEASURE, "seeds": [0], "mc_samples": 64, "measure_every": 3},
+        "paper": {"config": _PAPER_MEASURE, "seeds": [0], "mc_samples": 64, "measure_every": 3},
+    },
+    "figure3": {
+        "small": {"config": _SMALL_MEASURE, "seeds": [0, 1, 2], "mc_samples": 64, "measure_every": 3},
+        "paper": {"config": _PAPER_MEASURE, "seeds": [0], "mc_samples": 64, "measure_every": 3},
+    },
+    # Single stream: one response per prompt, so only the history can give a baseline.
+    "figure4": {
+        "small": {"config": {"G": 1, "steps": 120, "eval_every": 20}, "seeds": [0, 1, 2]},
+        "paper": {"config": {"G": 1, "steps": 300, "eval_every": 25}, "seeds": [0, 1, 2]},
+    },
+    "figureS1": {
+        "small": {"config": {"G": 4, "steps": 96, "eval_every": 16}, "seeds": [0, 1, 2]},
+        "paper": {"config": {"G": 4, "steps": 300, "eval_every": 25}, "seeds": [0, 1, 2]},
+    },
+}
+
+
+def experiment(name: str, preset: str = "small", seeds=None, **overrides) -> tuple[Config, dict]:
+    """``(Config, options)`` for entry point ``name`` under ``preset``.
+
+    ``overrides`` may name Config fields or the experiment's options (see ``EXPERIMENTS``).
+
+    Examples
+    --------
+    >>> cfg, opts = experiment("table2", "small", mc_samples=8, steps=6)
+    >>> cfg.steps, opts["mc_samples"], opts["seeds"]
+    (6, 8, [0])
+    """
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}, got {name!r}")
+    if preset not in EXPERIMENTS[name]:
+        raise ValueError(f"preset must be one of {sorted(EXPERIMENTS[name])}, got {preset!r}")
+    block = EXPERIMENTS[name][preset]
+    options = {k: v for k, v in block.items() if k != "config"}
+    options.update({k: overrides.pop(k) for k in list(overrides) if k in options})
+    if seeds is not None:
+        options["seeds"] = list(seeds)
+    seeds_ok = isinstance(options["seeds"], list) and options["seeds"]
+    if not seeds_ok or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in options["seeds"]):
+        raise ValueError(f"seeds must be a non-empty list of ints >= 0, got {options['seeds']!r}")
+    m = options.get("mc_samples", 4)
+    if isinstance(m, bool) or not isinstance(m, int) or m < 4 or m % 2:
+        raise ValueError(f"mc_samples must be an even int >= 4 (the truth's noise is estimated from two halves), got {m!r}")
+    every = options.get("measure_every", 1)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"measure_every must be an int >= 1, got {every!r}")
+    cfg = get_preset(preset, **{**block["config"], **overrides})
+    return cfg, options
