@@ -51,6 +51,8 @@ def compare(table: pd.DataFrame, rows, column: str, ours: str, ref: str, claim) 
         return text + ")."
     lo, hi = claim if isinstance(claim, tuple) else (claim, None)
     paper_txt = f"{lo * 100:g}-{hi * 100:g}%" if hi is not None else f">{lo * 100:g}%"
+    if not (len(diff) >= 3 and abs(diff.mean()) > 2 * se):
+        return text + f"; paper: {paper_txt} lower) -> undecided: fewer than 3 cells or |difference| < 2 s.e."
     verdict = "holds" if red >= lo else ("direction holds, size smaller" if red > 0 else "does NOT hold")
     return text + f"; paper: {paper_txt} lower) -> {verdict} at this scale."
 

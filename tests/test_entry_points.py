@@ -210,3 +210,24 @@ def test_paper_preset_entry_point_with_a_tiny_qwen2_and_real_gsm8k_rows(tmp_path
     assert {"kae", "grpo", "oracle"} <= set(table["estimator"])
     text = (tmp_path / "results" / "table2.md").read_text()
     assert "| preset | paper |" in text and str(model) in text
+
+
+def test_paper_claim_verdict_needs_a_resolved_paired_difference():
+    from reproduce.table1 import compare
+
+    def rows(kae, grpo):
+        return [
+            {"seed": 0, "step": s, "estimator": e, "value_mse": v}
+            for s, (a, b) in enumerate(zip(kae, grpo), 1)
+            for e, v in (("kae", a), ("grpo", b))
+        ]
+
+    def table(r):
+        return pd.DataFrame(r).groupby("estimator", as_index=False)["value_mse"].mean()
+
+    clear = rows([0.010, 0.012, 0.011, 0.009], [0.040, 0.041, 0.039, 0.040])
+    assert compare(table(clear), clear, "value_mse", "kae", "grpo", (0.6, 0.7)).endswith("-> holds at this scale.")
+    few = rows([0.010, 0.012], [0.040, 0.041])
+    assert "undecided" in compare(table(few), few, "value_mse", "kae", "grpo", (0.6, 0.7))
+    noisy = rows([0.010, 0.050, 0.012, 0.048], [0.040, 0.020, 0.042, 0.019])
+    assert "undecided" in compare(table(noisy), noisy, "value_mse", "kae", "grpo", (0.6, 0.7))
