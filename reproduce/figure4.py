@@ -72,11 +72,13 @@ def gain_sentence(table: pd.DataFrame, ours: str, ref: str, paper_gain: str, n_t
     rows = table.set_index("estimator")
     a, b = rows.loc[ours, "final_acc"], rows.loc[ref, "final_acc"]
     gain, se = a - b, accuracy_se((a + b) / 2, n_test)
-    verdict = "holds" if gain > 0 else "does NOT hold"
-    noise = "within" if abs(gain) < 2 * se else "beyond"
+    if abs(gain) < 2 * se:
+        verdict = "undecided at this scale: the gap is within"
+    else:
+        verdict = ("holds" if gain > 0 else "does NOT hold") + " at this scale: the gap is beyond"
     return (
         f"Final accuracy {ours} {a:.3f} vs {ref} {b:.3f} ({gain:+.3f}; paper: {paper_gain}) -> {ours} above {ref} "
-        f"{verdict} at this scale; the gap is {noise} 2 x the test set's sampling s.e. ({se:.3f} on {n_test} "
+        f"{verdict} 2 x the test set's sampling s.e. ({se:.3f} on {n_test} "
         f"problems); seed SD {rows.loc[ours, 'final_sd']:.3f} / {rows.loc[ref, 'final_sd']:.3f}."
     )
 

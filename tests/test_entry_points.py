@@ -231,3 +231,14 @@ def test_paper_claim_verdict_needs_a_resolved_paired_difference():
     assert "undecided" in compare(table(few), few, "value_mse", "kae", "grpo", (0.6, 0.7))
     noisy = rows([0.010, 0.050, 0.012, 0.048], [0.040, 0.020, 0.042, 0.019])
     assert "undecided" in compare(table(noisy), noisy, "value_mse", "kae", "grpo", (0.6, 0.7))
+
+
+def test_accuracy_verdict_is_undecided_within_sampling_noise():
+    from reproduce.figure4 import gain_sentence
+
+    def table(a, b):
+        return pd.DataFrame({"estimator": ["KAE", "GRPO"], "final_acc": [a, b], "final_sd": [0.01, 0.01]})
+
+    assert "undecided" in gain_sentence(table(0.54, 0.527), "KAE", "GRPO", "KAE leads", 200)
+    assert "holds at this scale" in gain_sentence(table(0.70, 0.50), "KAE", "GRPO", "KAE leads", 200)
+    assert "does NOT hold" in gain_sentence(table(0.40, 0.60), "KAE", "GRPO", "KAE leads", 200)
