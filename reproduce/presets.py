@@ -5,6 +5,9 @@ causal LM with a character tokenizer, warm-started by supervised fine-tuning
 on the synthetic arithmetic task (:mod:`reproduce.tasks`), then trained by RL.
 ``paper`` is the paper's GSM8K setting: Qwen2.5-1.5B-Instruct (weights from
 ``--model``), chat template, GSM8K prompts, J = 8 steps per prompt minibatch.
+``dataset="math"`` trains on any boxed-answer set (MATH, DAPO-17k; see
+:func:`reproduce.tasks.load_math`) with the ``\\boxed{}`` reward; Tables 3-4
+build their paper configs from ``PAPER_MATH``.
 
 Example
 -------
@@ -27,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
-DATASETS = ("synthetic", "gsm8k")
+DATASETS = ("synthetic", "gsm8k", "math")
+# How each dataset's answers are read from a completion (reproduce.rewards.extract_answer style).
+REWARD_STYLES = {"synthetic": "gsm8k", "gsm8k": "gsm8k", "math": "boxed"}
 ARCHS = ("qwen2", "gpt2")
 DEVICES = ("auto", "cpu", "cuda")
 PARAM_DTYPES = ("float32", "bfloat16")
@@ -76,7 +81,9 @@ class Config:
     param_dtype: str = "float32"
     # task / data
     dataset: str = "synthetic"
-    data_path: str | None = None  # GSM8K directory/file override (paper preset)
+    data_path: str | None = None  # GSM8K directory/file override; the training set for dataset="math"
+    problem_key: str | None = None  # dataset="math": problem field (dotted path ok); default problem/question/prompt
+    answer_key: str | None = None  # dataset="math": answer field, e.g. "reward_model.ground_truth" (DAPO-17k)
     task_seed: int = 0
     min_terms: int = 2
     max_terms: int = 4
@@ -160,8 +167,17 @@ class Config:
             raise ValueError(
                 f"minibatches={self.minibatches} must divide prompts_per_step*G={self.prompts_per_step * self.G}"
             )
-        if self.dataset == "gsm8k" and self.model is None:
-            raise ValueError("model must name a local path or hub id for dataset='gsm8k' (pass --model PATH)")
+        if self.dataset in ("gsm8k", "math") and self.model is None:
+            raise ValueError(f"model must name a local path or hub id for dataset={self.dataset!r} (pass --model PATH)")
+        if self.dataset == "math" and not self.data_path:
+            raise ValueError(
+                "data_path must name the training set for dataset='math': a .jsonl/.json file, a directory with "
+                "train.jsonl (and optionally test.jsonl), or 'hf:<name>[:<split>]' (pass --train-data/--data-path)"
+            )
+        for name in ("problem_key", "answer_key"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip(".")):
+                raise ValueError(f"{name} must be a non-empty field name (dotted path allowed) or None, got {value!r}")
         if not isinstance(self.estimator_kwargs, dict):
             raise TypeError(f"estimator_kwargs must be a dict, got {type(self.estimator_kwargs).__name__}")
         bw = self.estimator_kwargs.get("bandwidth")
@@ -217,6 +233,37 @@ PRESETS = {
         "eval_batch_size": 64,
         "sft_steps": 0,
     },
+}
+
+
+# Tables 3-4 paper runs (dataset="math"): applied on top of PRESETS["paper"]. The paper gives the model
+# (Qwen2.5-Math-7B or -1.5B), the data (MATH train / DAPO-17k), G in {4, 8}, J = 8 or 10 and 200-500 steps;
+# everything else is NOT given in the summaries we have and is a common GRPO choice for Qwen2.5-Math
+# (marked "ours"): 300 steps (middle of 200-500), 32 prompts per step, lr 1e-6, no KL, temperature 1,
+# 3000 new tokens (Qwen2.5-Math has a 4096-token context), a 500-problem held-out set evaluated every 50
+# steps. Parameters stay float32 (bf16 autocast on CUDA): with bf16 weights an lr-1e-6 AdamW step is below
+# bf16 resolution for most weights and is lost. Memory: fp32 weights + grads + AdamW ~ 16 bytes/param, so
+# Qwen2.5-Math-1.5B (~24 GB) fits one 80 GB GPU while 7B (~120 GB plus activations) needs more than one
+# GPU's memory, which this single-device trainer does not shard; --set param_dtype=bfloat16 fits it at the
+# cost of lost small updates.
+PAPER_MATH = {
+    "model": "Qwen/Qwen2.5-Math-7B",  # paper
+    "dataset": "math",
+    "chat_template": True,  # used when the tokenizer has one (Qwen2.5-Math ships a chat template)
+    "G": 4,  # paper (also 8)
+    "J": 8,  # paper (8 or 10)
+    "steps": 300,  # ours, inside the paper's 200-500
+    "prompts_per_step": 32,  # ours
+    "lr": 1e-6,  # ours
+    "kl_coef": 0.0,  # ours
+    "temperature": 1.0,  # ours
+    "max_new_tokens": 3000,  # ours
+    "micro_batch_size": 8,  # ours (memory only; gradients accumulate)
+    "param_dtype": "float32",  # ours (see above)
+    "n_train_prompts": 1_000_000,  # all rows of the training file
+    "n_test": 500,  # ours: held-out problems evaluated during training
+    "eval_every": 50,
+    "eval_batch_size": 64,
 }
 
 

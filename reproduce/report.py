@@ -153,7 +153,7 @@ def entry_parser(name: str, description: str):
     p.add_argument("--out", default="results", help="directory for <name>.csv and <name>.md (default ./results)")
     p.add_argument("--figures", default="figures", help="directory for PNG figures (default ./figures)")
     p.add_argument("--model", default=None, help="paper preset: local path or hub id of the weights")
-    p.add_argument("--data-path", default=None, help="paper preset: GSM8K directory (default ../shared/data/gsm8k)")
+    p.add_argument("--data-path", default=None, help="paper preset: GSM8K directory or file (default ../shared/data/gsm8k)")
     p.add_argument("--cache-dir", default=None, help="warm-start cache (default $KERNELVALUE_CACHE or ~/.cache)")
     # One thread by default: the tiny model gains little from intra-op threads, and on a small machine
     # shared with other jobs two threads oversubscribed the cores (20-50x slower sampling, measured).

@@ -37,7 +37,22 @@ the same protocol on the DAPO analogue.
 
 The ``paper`` preset needs Qwen2.5-Math weights (``--model``), the training
 set (``--train-data``) and a CUDA GPU; it checks them first and fails at once,
-naming what is missing.
+naming what is missing. With all three it trains GRPO, Dr. GRPO, GPG and KAE
+(``--methods`` to change) through :class:`reproduce.trainer.Trainer` on the
+boxed-answer set (``dataset="math"``, reward ``style="boxed"``, Qwen2.5-Math
+prompts) with ``reproduce.presets.PAPER_MATH`` (G = 4, ``--G 8``; J = 8; 300
+steps; the values the paper does not give are marked there), then evaluates
+each trained policy and the untrained model on the six benchmarks with
+:func:`reproduce.evaluate.evaluate` (greedy, ``--eval-k``/``--eval-temperature``)::
+
+    python -m reproduce.table3 --preset paper --model /models/Qwen2.5-Math-7B --train-data data/math
+    python -m reproduce.table4 --preset paper --model /models/Qwen2.5-Math-7B \\
+        --train-data hf:open-r1/DAPO-Math-17k-Processed:train --G 8
+
+Outputs: ``results/<name>.csv|md`` (macro and per-benchmark accuracy beside the
+paper's), ``results/<name>.benchmarks.csv``, ``results/<name>.data.csv``
+(held-out accuracy during training), ``results/<name>.runs/<method>-seed<s>/``
+(trainer metrics) and ``figures/<name>.png``.
 """
 
 from __future__ import annotations
@@ -67,6 +82,7 @@ REFERENCE = "KAE"
 # Run by default: the paper's methods and REINFORCE++. The KAE variants cost a run per seed each;
 # add them with ``--methods ... KAE-LL KAE-shrink``.
 DEFAULT_METHODS = ("GRPO", "Dr.GRPO", "GPG", "REINFORCE++", "KAE")
+PAPER_METHODS = ("GRPO", "Dr.GRPO", "GPG", "KAE")  # the columns of the paper's Tables 3-4
 # Small-preset settings per table: Table 3 ~ MATH (7.5k training problems), Table 4 ~ DAPO-17k, a
 # training set ~2.3x larger: the analogue keeps the task and warm start and enlarges the prompt pool
 # (256 -> 1024 prompts), so each prompt recurs less often. Nothing else differs.
@@ -182,7 +198,8 @@ def small_config(name: str, args):
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     block = SETTINGS[name]["small"]
-    overrides = {k: v for k, v in {"device": args.device, "cache_dir": args.cache_dir}.items() if v is not None}
+    flags = {"device": args.device, "cache_dir": args.cache_dir, "G": getattr(args, "G", None)}
+    overrides = {k: v for k, v in flags.items() if v is not None}
     cfg = get_preset("small", **{**block["config"], **overrides, **parse_sets(args.set)})
     seeds = list(args.seeds) if args.seeds is not None else list(block["seeds"])
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
@@ -190,33 +207,147 @@ def small_config(name: str, args):
     return cfg, seeds
 
 
-def check_paper_requirements(name: str, args) -> None:
-    """Fail early, naming every missing piece, for ``--preset paper``."""
+def gpu_available() -> bool:
+    """Whether a CUDA GPU is visible (tests monkeypatch this to run the paper path on CPU at toy size)."""
     import torch
 
+    return torch.cuda.is_available()
+
+
+def check_paper_requirements(name: str, args) -> None:
+    """Fail early, naming every missing piece, for ``--preset paper`` (returns when all is present)."""
     setting = SETTINGS[name]
     missing = []
     if args.model is None:
         missing.append(f"--model PATH: local weights of {PAPER_MODEL} (config.json, *.safetensors, tokenizer)")
     elif not (Path(args.model) / "config.json").is_file():
         missing.append(f"--model {args.model}: no config.json there (need a local {PAPER_MODEL} directory)")
-    if args.train_data is None or not Path(args.train_data).exists():
-        missing.append(f"--train-data PATH: {setting['train_data']} as JSONL with 'problem' and 'answer' fields"
-                       + (f" ({args.train_data} does not exist)" if args.train_data else ""))
-    if not torch.cuda.is_available():
+    data = args.train_data
+    if data is None or (not data.startswith("hf:") and not Path(data).exists()):
+        missing.append(f"--train-data PATH: {setting['train_data']} as JSONL with 'problem' and 'answer' fields "
+                       "(or a directory with train.jsonl[/test.jsonl], or hf:<name>[:<split>])"
+                       + (f" ({data} does not exist)" if data else ""))
+    if not gpu_available():
         missing.append("a CUDA GPU (torch.cuda.is_available() is False); 7B RL training does not fit a CPU")
-    from .presets import DATASETS
+    if missing:
+        raise SystemExit(f"reproduce.{name} --preset paper cannot run here; missing:\n  - " + "\n  - ".join(missing))
 
-    if "math" not in DATASETS:
-        missing.append(
-            f"trainer support for boxed-answer training sets: reproduce.presets.DATASETS is {DATASETS}, "
-            "so the trainer cannot yet load MATH/DAPO prompts (the evaluator part works: "
-            "python -m reproduce.evaluate --model PATH)"
-        )
-    raise SystemExit(
-        f"reproduce.{name} --preset paper cannot run here; missing:\n  - " + "\n  - ".join(missing)
-        if missing else f"reproduce.{name} --preset paper: requirements met but training is not wired yet"
-    )
+
+def paper_config(name: str, args, method: str, seed: int):
+    """The paper-preset ``Config`` of one (method, seed) run of table ``name``.
+
+    ``reproduce.presets.PAPER_MATH`` (which marks the values the paper does not give) on top of the
+    paper preset, then ``--model``, ``--train-data``, ``--G``, ``--device`` and ``--set`` pairs.
+    """
+    from .presets import PAPER_MATH, get_preset
+    from .report import parse_sets
+
+    registry, kwargs = METHODS[method]
+    overrides = {"model": args.model, "data_path": args.train_data, "device": args.device,
+                 "cache_dir": args.cache_dir, "G": args.G}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return get_preset("paper", **{**PAPER_MATH, **overrides, **parse_sets(args.set), "estimator": registry,
+                                  "estimator_kwargs": dict(kwargs), "seed": int(seed)})
+
+
+def run_paper(name: str, args, methods, seeds) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, float]:
+    """Train every (method, seed) with :class:`reproduce.trainer.Trainer`, then evaluate on the six benchmarks.
+
+    Returns ``(curves, bench, final, start_macro)``: held-out accuracy during training (``estimator, seed,
+    step, test_acc``), one row per (method, seed, benchmark) with ``mean@k (%)``, final macro accuracy per
+    (method, seed) as a fraction, and the untrained model's macro accuracy (fraction).
+    """
+    import gc
+
+    import torch
+
+    from .evaluate import evaluate
+    from .trainer import Trainer
+
+    limit = args.bench_limit if args.bench_limit else None
+    log = (lambda *a, **k: None) if args.quiet else print
+
+    def bench_eval(trainer):
+        cfg = trainer.cfg
+        rep = evaluate(trainer.model, trainer.tokenizer, "all", k=args.eval_k, temperature=args.eval_temperature,
+                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size, limit=limit,
+                       chat_template="auto" if cfg.chat_template else "off", seed=cfg.seed, progress=not args.quiet)
+        return rep
+
+    curves, bench, final, start = [], [], [], None
+    for method in methods:
+        for seed in seeds:
+            cfg = paper_config(name, args, method, seed)
+            trainer = Trainer(cfg, out_dir=Path(args.out) / f"{name}.runs" / f"{method}-seed{seed}", log=log)
+            if start is None:  # the untrained model, once: every run starts from the same weights
+                start_acc = trainer.evaluate("test")
+                rep = bench_eval(trainer)
+                start = rep.macro() / 100
+                bench += [{"method": "start", "seed": seed, "benchmark": r.name, f"mean@{args.eval_k} (%)":
+                           100 * r.mean_at_k()} for r in rep.results]
+            curves.append({"estimator": method, "seed": seed, "step": 0, "test_acc": start_acc})
+            history = trainer.train(progress=not args.quiet)
+            curves += [{"estimator": method, "seed": seed, "step": m["step"], "test_acc": m["test_acc"]}
+                       for m in history if m["test_acc"] is not None]
+            if not history or history[-1]["test_acc"] is None:
+                curves.append({"estimator": method, "seed": seed, "step": trainer.step_count,
+                               "test_acc": trainer.evaluate("test")})
+            rep = bench_eval(trainer)
+            bench += [{"method": method, "seed": seed, "benchmark": r.name, f"mean@{args.eval_k} (%)":
+                       100 * r.mean_at_k()} for r in rep.results]
+            final.append({"method": method, "seed": seed, "final_acc": rep.macro() / 100})
+            del trainer
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    return pd.DataFrame(curves), pd.DataFrame(bench), pd.DataFrame(final), start
+
+
+def paper_main(name: str, args) -> pd.DataFrame:
+    """``--preset paper``: train each method on the real training set and report six-benchmark accuracy."""
+    from .figure4 import plot_curves
+    from .report import Provenance, device_label, write_result
+
+    setting = SETTINGS[name]
+    methods = list(args.methods) if args.methods is not None else list(PAPER_METHODS)
+    seeds = list(args.seeds) if args.seeds is not None else [0]
+    cfg = paper_config(name, args, REFERENCE, seeds[0])  # validates --set pairs before any loading
+    prov = Provenance(name, "paper", cfg.model, seeds, device_label(cfg))
+    start_time = time.perf_counter()
+    curves, bench, final, start = run_paper(name, args, methods, seeds)
+    stats_table = paired_tests(final)
+    table = present(stats_table, start, setting["paper"]["average"])
+    metric = f"mean@{args.eval_k} (%)"
+    per_bench = bench[bench["method"] != "start"].pivot_table(index="method", columns="benchmark", values=metric,
+                                                              sort=False)
+    table = table.merge(per_bench.add_suffix(f" {metric}").reset_index(), on="method", how="left")
+    fig = Path(args.figures) / f"{name}.png"
+    plot_curves(curves, fig, f"Table {name[-1]} paper preset ({setting['analogue']}): held-out accuracy, G={cfg.G}")
+    prov.extra = {
+        "training data": f"{cfg.data_path} ({setting['train_data']}); {cfg.n_test} held-out problems",
+        "G, prompts per step, J, steps, lr": f"{cfg.G}, {cfg.prompts_per_step}, {cfg.J}, {cfg.steps}, {cfg.lr:g}",
+        "loss": f"token-level PPO-clip, {cfg.loss_agg_mode} aggregation, the same for every method",
+        "evaluation": f"six benchmarks, k={args.eval_k}, temperature {args.eval_temperature}, "
+                      f"{'all' if not args.bench_limit else args.bench_limit} problems each; macro average",
+        "wall time of training and evaluation": f"{time.perf_counter() - start_time:.0f} s",
+    }
+    findings = [f"Untrained model macro-average accuracy {100 * start:.2f}%; final accuracy is the macro average "
+                f"of {metric} over the six benchmarks, mean over {len(seeds)} seed(s)."]
+    if len(seeds) > 1:
+        findings += [verdict(stats_table, m) for m in stats_table["method"] if m != REFERENCE]
+    else:
+        findings.append("One seed per method: no spread or significance test (the paper reports single runs too).")
+    lines = [f"| {m} | {v:.2f} |" for m, v in setting["paper"]["average"].items()]
+    paper_section = "\n".join([f"{setting['paper']['setting']}.", "", "| method | average accuracy (%) |",
+                               "|---|---|", *lines])
+    _, md_path = write_result(table, prov, out_dir=args.out, title=f"Table {name[-1]} - paper preset "
+                              f"({setting['analogue']})", paper_section=paper_section, findings=findings,
+                              figures=[str(fig)], data=curves)
+    bench.to_csv(Path(args.out) / f"{name}.benchmarks.csv", index=False)
+    with open(md_path, "a") as f:
+        f.write(f"\n## Per benchmark ({metric})\n\n" + bench.to_markdown(index=False, floatfmt=".2f") + "\n")
+    print(table.to_string(index=False))
+    return table
 
 
 def run_methods(cfg, methods: dict, seeds, progress=True, log=print) -> pd.DataFrame:
@@ -249,14 +380,28 @@ def main(argv=None, name: str = NAME) -> pd.DataFrame:
 
     setting = SETTINGS[name]
     p = entry_parser(name, f"Table {name[-1]}: final accuracy per method at G = 4 ({setting['analogue']} analogue).")
-    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(METHODS),
-                   help=f"methods to train (default: {' '.join(DEFAULT_METHODS)})")
-    p.add_argument("--bench-limit", type=int, default=10, help="problems per real benchmark for the pipeline check "
-                   "(0 skips it)")
-    p.add_argument("--train-data", default=None, help=f"paper preset: {setting['train_data']} (JSONL)")
+    p.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
+                   help=f"methods to train (default: {' '.join(DEFAULT_METHODS)}; paper preset: "
+                   f"{' '.join(PAPER_METHODS)})")
+    p.add_argument("--bench-limit", type=int, default=None, help="problems per real benchmark (small preset: "
+                   "pipeline check, default 10, 0 skips it; paper preset: default all)")
+    p.add_argument("--train-data", default=None, help=f"paper preset: {setting['train_data']} (.jsonl with "
+                   "problem/answer fields, a directory with train.jsonl[/test.jsonl], or hf:<name>[:<split>]; "
+                   "other field names: --set problem_key=... --set answer_key=...)")
+    p.add_argument("--G", type=int, default=None, help="paper preset: responses per prompt (paper: 4 or 8; default 4)")
+    p.add_argument("--eval-k", type=int, default=1, help="paper preset: samples per benchmark problem (default 1)")
+    p.add_argument("--eval-temperature", type=float, default=0.0,
+                   help="paper preset: benchmark decoding temperature (0 = greedy, the default)")
     args = p.parse_args(argv)
     if args.preset == "paper":
         check_paper_requirements(name, args)
+        if args.methods is not None and REFERENCE not in args.methods:
+            raise SystemExit(f"--methods must include {REFERENCE} (every other method is compared with it)")
+        return paper_main(name, args)
+    if args.methods is None:
+        args.methods = list(DEFAULT_METHODS)
+    if args.bench_limit is None:
+        args.bench_limit = 10
     if REFERENCE not in args.methods:
         raise SystemExit(f"--methods must include {REFERENCE} (every other method is compared with it)")
     cfg, seeds = small_config(name, args)

@@ -10,6 +10,16 @@ the RL prompt pool from 256 to 1024 prompts, so each prompt recurs less often
 during training (KAE's history per prompt is shorter). Outputs:
 ``results/table4.csv``, ``results/table4.data.csv``, ``results/table4.benchmarks.csv``,
 ``results/table4.md``, ``figures/table4.png``.
+
+``--preset paper`` runs the paper path of :mod:`reproduce.table3` on DAPO-17k
+(needs ``--model``, ``--train-data`` and a GPU). Prefer the de-duplicated
+``open-r1/DAPO-Math-17k-Processed`` (fields ``prompt`` and ``solution``, the
+final answer), e.g. ``--train-data hf:open-r1/DAPO-Math-17k-Processed:train:en``
+or a local JSONL export of it; the original ``BytedTsinghua-SIA/DAPO-Math-17k``
+repeats each problem ~100 times but loads too (chat-message prompts and
+``reward_model.ground_truth`` are read by default). DAPO's own "Answer:
+$Answer" wrapper is stripped from prompts (:func:`reproduce.tasks.load_math`),
+so only the ``\\boxed{}`` instruction remains.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,3 +160,185 @@ def _gsm8k_row(row: dict) -> dict:
         raise ValueError(f"GSM8K answer without '####' line: {solution[-80:]!r}")
     answer = solution.rsplit("####", 1)[1].strip().replace(",", "")
     return {"prompt": row["question"], "solution": solution, "answer": answer}
+
+
+# ----------------------------------------------------------------------------- boxed-answer sets (MATH, DAPO-17k)
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+_PROBLEM_KEYS = ("problem", "question", "prompt")
+_ANSWER_KEYS = ("answer", "final_answer", "solution", "reward_model.ground_truth")
+
+
+def load_math(
+    source: str,
+    *,
+    n_train: int | None = None,
+    n_test: int = 500,
+    seed: int = 0,
+    problem_key: str | None = None,
+    answer_key: str | None = None,
+) -> dict[str, list[dict]]:
+    """A boxed-answer training set and its held-out split, as ``{"train": rows, "test": rows}``.
+
+    Rows are ``{"prompt", "solution", "answer"}`` dicts like :func:`load_gsm8k`'s;
+    ``answer`` is the gold final answer (the last ``\\boxed{}`` of a full
+    solution, else the field as given), graded with ``style="boxed"``.
+
+    Parameters
+    ----------
+    source : str
+        A ``.jsonl``/``.json`` file; a directory holding ``train.jsonl`` (and
+        optionally ``test.jsonl``); or ``"hf:<name>[:<split>]"`` (a Hugging
+        Face dataset; needs ``datasets``; split defaults to ``train``;
+        ``"hf:<name>:<split>:<config>"`` names a config, e.g.
+        ``hf:open-r1/DAPO-Math-17k-Processed:train:en``).
+    n_train : int, optional
+        Keep at most this many training rows (all by default).
+    n_test : int
+        Held-out problems for evaluation during training. A directory's
+        ``test.jsonl`` supplies them when present (first ``n_test`` rows);
+        otherwise ``n_test`` rows are drawn from the training rows by a
+        permutation seeded with ``seed`` and removed from training.
+    problem_key, answer_key : str, optional
+        Field names, dotted for nested fields (``"reward_model.ground_truth"``).
+        By default the first present of problem/question/prompt and
+        answer/final_answer/solution/reward_model.ground_truth. A chat-style
+        field (a list of ``{"role", "content"}`` messages, as in DAPO-17k's
+        ``prompt``) gives its last user message.
+
+    Examples
+    --------
+    >>> sets = load_math("train.jsonl", n_test=50, seed=0)   # doctest: +SKIP
+    >>> sorted(sets), sorted(sets["train"][0])               # doctest: +SKIP
+    (['test', 'train'], ['answer', 'prompt', 'solution'])
+    """
+    for name, value, low in (("n_train", n_train, 1), ("n_test", n_test, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ValueError(f"{name} must be an int >= {low}{' or None' if name == 'n_train' else ''}, got {value!r}")
+    if not isinstance(source, str) or not source:
+        raise ValueError(f"source must be a path or 'hf:<name>[:<split>]' string, got {source!r}")
+    test_raw = None
+    if source.startswith("hf:"):
+        train_raw, label = _load_hf_rows(source[3:])
+    else:
+        path = Path(source)
+        if path.is_dir():
+            test_file = path / "test.jsonl"
+            test_raw = _read_json_rows(test_file) if test_file.is_file() else None
+            path = path / "train.jsonl"
+        if not path.is_file() or path.suffix not in (".jsonl", ".json"):
+            raise FileNotFoundError(
+                f"no training set at {source!r}: pass a .jsonl/.json file, a directory with train.jsonl "
+                "(optionally test.jsonl), or 'hf:<name>[:<split>]' (e.g. hf:open-r1/DAPO-Math-17k-Processed:train)"
+            )
+        train_raw, label = _read_json_rows(path), str(path)
+    train = [_math_row(r, problem_key, answer_key, label) for r in train_raw]
+    if test_raw is not None:
+        test = [_math_row(r, problem_key, answer_key, label) for r in test_raw[:n_test]]
+    else:
+        if len(train) <= n_test:
+            raise ValueError(
+                f"{label} has {len(train)} rows, too few to hold out n_test={n_test} and still train; "
+                "lower n_test or add a test.jsonl beside train.jsonl"
+            )
+        # Seeded permutation: the held-out problems never appear in the RL prompt pool.
+        order = np.random.default_rng([seed, _STREAMS["test"]]).permutation(len(train))
+        held = np.zeros(len(train), dtype=bool)
+        held[order[:n_test]] = True
+        test = [r for r, h in zip(train, held) if h]
+        train = [r for r, h in zip(train, held) if not h]
+    if not test:
+        raise ValueError(f"{source!r}: the held-out split is empty")
+    return {"train": train[:n_train] if n_train is not None else train, "test": test}
+
+
+def _read_json_rows(path: Path) -> list[dict]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        rows = json.loads(text)
+        if isinstance(rows, dict):  # {"train": [...]} or {"data": [...]}
+            rows = next((v for v in rows.values() if isinstance(v, list)), None)
+        if not isinstance(rows, list):
+            raise ValueError(f"{path}: expected a JSON list of objects")
+    else:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not rows:
+        raise ValueError(f"{path} has no rows")
+    return rows
+
+
+def _load_hf_rows(spec: str) -> tuple[list[dict], str]:
+    try:
+        import datasets
+    except ImportError as err:
+        raise ImportError(f"hf:{spec} needs the 'datasets' package: pip install datasets") from err
+    name, _, rest = spec.partition(":")
+    split, _, subset = rest.partition(":")
+    ds = datasets.load_dataset(name, subset or None, split=split or "train")
+    return [dict(r) for r in ds], f"hf:{name}:{split or 'train'}" + (f":{subset}" if subset else "")
+
+
+def _field(row: dict, key: str):
+    value = row
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _math_row(row: dict, problem_key, answer_key, label: str) -> dict:
+    from .rewards import _gold_answer  # a full MATH solution's last \boxed{} is its gold answer
+
+    def pick(key, defaults, what, config_name):
+        for k in (key,) if key else defaults:
+            value = _field(row, k)
+            if value is not None:
+                return value
+        raise KeyError(
+            f"{label}: a row has no {what} field {key or list(defaults)} (its fields: {sorted(row)}); "
+            f"set {config_name} (e.g. --set {config_name}=prompt)"
+        )
+
+    problem = pick(problem_key, _PROBLEM_KEYS, "problem", "problem_key")
+    if isinstance(problem, list):  # chat messages (DAPO-17k): the last user turn
+        users = [m.get("content") for m in problem if isinstance(m, dict) and m.get("role") == "user"]
+        problem = users[-1] if users else None
+    if not isinstance(problem, str) or not problem.strip():
+        raise ValueError(f"{label}: problem field must be a non-empty string or chat message list, got {problem!r:.80}")
+    problem = _strip_dapo_wrapper(problem)
+    solution = str(pick(answer_key, _ANSWER_KEYS, "answer", "answer_key"))
+    return {"prompt": problem, "solution": solution, "answer": _gold_answer(solution, "boxed").strip()}
+
+
+# DAPO-17k wraps each problem in an "Answer: $Answer" instruction (kept in open-r1's processed copy); it
+# would contradict the \\boxed{} instruction, so the bare problem is kept.
+_DAPO_HEAD = re.compile(r"^\s*Solve the following math problem step by step\..*?\n\s*\n", re.DOTALL)
+_DAPO_TAIL = re.compile(r"\n\s*\n\s*Remember to put your answer on its own line after \"Answer:\"\.?\s*$")
+
+
+def _strip_dapo_wrapper(problem: str) -> str:
+    """The bare problem of a DAPO-17k prompt (other prompts unchanged).
+
+    Examples
+    --------
+    >>> _strip_dapo_wrapper('Solve the following math problem step by step. The last line ... $Answer.\\n\\n'
+    ...                     'What is 1+1?\\n\\nRemember to put your answer on its own line after "Answer:".')
+    'What is 1+1?'
+    """
+    if not _DAPO_HEAD.match(problem):
+        return problem
+    return _DAPO_TAIL.sub("", _DAPO_HEAD.sub("", problem, count=1)).strip()
+
+
+def math_prompt(problem: str) -> str:
+    """The Qwen2.5-Math prompt: the problem, then the step-by-step ``\\boxed{}`` instruction (once).
+
+    Examples
+    --------
+    >>> math_prompt("What is 1+1?")
+    'What is 1+1?\\nPlease reason step by step, and put your final answer within \\\\boxed{}.'
+    """
+    problem = problem.strip()
+    if "\\boxed" in problem:  # already instructed (e.g. the shared MATH500 rows)
+        return problem
+    return f"{problem}\n{MATH_INSTRUCTION}"

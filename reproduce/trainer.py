@@ -47,8 +47,8 @@ from .models import (
     stop_token_ids,
     warm_start,
 )
-from .presets import LOSS_AGG_MODES, Config, get_preset
-from .tasks import ArithmeticTask, load_gsm8k
+from .presets import LOSS_AGG_MODES, REWARD_STYLES, Config, get_preset
+from .tasks import ArithmeticTask, load_gsm8k, load_math, math_prompt
 
 
 # ----------------------------------------------------------------------------- loss
@@ -130,26 +130,42 @@ class PromptSet:
 
 
 def build_prompts(cfg: Config, tokenizer) -> dict[str, PromptSet]:
-    """The finite RL prompt pool ("train") and the held-out set ("test") for ``cfg``."""
+    """The finite RL prompt pool ("train") and the held-out set ("test") for ``cfg``.
+
+    ``dataset="math"`` follows the Qwen2.5-Math convention: the problem, then "Please reason step by
+    step, and put your final answer within \\boxed{}.", in the chat template when ``chat_template``
+    is on and the tokenizer has one (else plain text and a newline, as :mod:`reproduce.evaluate` does).
+    """
     if cfg.dataset == "synthetic":
         task = ArithmeticTask(cfg.task_seed, cfg.min_terms, cfg.max_terms, cfg.max_value)
         rows = {"train": task.sample(cfg.n_train_prompts, "train"), "test": task.sample(cfg.n_test, "test")}
+    elif cfg.dataset == "math":
+        rows = load_math(cfg.data_path, n_train=cfg.n_train_prompts, n_test=cfg.n_test, seed=cfg.task_seed,
+                         problem_key=cfg.problem_key, answer_key=cfg.answer_key)
     else:
         rows = {
             "train": load_gsm8k("train", path=cfg.data_path, limit=cfg.n_train_prompts),
             "test": load_gsm8k("test", path=cfg.data_path, limit=cfg.n_test),
         }
+    chat = cfg.chat_template and (cfg.dataset != "math" or getattr(tokenizer, "chat_template", None) is not None)
     sets = {}
     for split, items in rows.items():
-        texts = [_render_prompt(cfg, tokenizer, r["prompt"]) for r in items]
+        texts = [_render_prompt(cfg, tokenizer, r["prompt"], chat) for r in items]
         # Chat templates already carry their special tokens; plain prompts get the tokenizer's (e.g. <bos>).
-        ids = tokenizer(texts, add_special_tokens=not cfg.chat_template)["input_ids"]
+        ids = tokenizer(texts, add_special_tokens=not chat)["input_ids"]
         sets[split] = PromptSet(ids=ids, texts=texts, answers=[str(r["answer"]) for r in items])
     return sets
 
 
-def _render_prompt(cfg, tokenizer, prompt):
-    if not cfg.chat_template:
+def _render_prompt(cfg, tokenizer, prompt, chat=None):
+    chat = cfg.chat_template if chat is None else chat
+    if cfg.dataset == "math":
+        text = math_prompt(prompt)
+        if not chat:
+            return text + "\n"
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    if not chat:
         return prompt
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError(
@@ -260,7 +276,7 @@ class Trainer:
         seed_everything(cfg.seed)  # after the warm start, which seeds its own SFT
         self.ref_model = copy.deepcopy(self.model).requires_grad_(False) if cfg.kl_coef > 0 else None
         self.stop_ids = stop_token_ids(self.model, self.tokenizer)
-        self.reward_style = "gsm8k"  # both datasets end answers with "#### x"
+        self.reward_style = REWARD_STYLES[cfg.dataset]  # "#### x" (synthetic, GSM8K) or \boxed{x} (math)
         self.prompts = build_prompts(cfg, self.tokenizer)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.estimator = cfg.make_estimator()
@@ -651,7 +667,8 @@ def parse_args(argv=None):
     p.add_argument("--kl-coef", type=float, default=None)
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--model", default=None, help="paper preset: local path or hub id of the weights")
-    p.add_argument("--data-path", default=None, help="paper preset: GSM8K directory (default ../shared/data/gsm8k)")
+    p.add_argument("--data-path", default=None, help="paper preset: GSM8K directory (default ../shared/data/gsm8k); "
+                   "with --set dataset=math the training set (.jsonl, directory with train.jsonl, or hf:<name>)")
     p.add_argument("--no-chat-template", action="store_true")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     # 1 by default: see reproduce.report.entry_parser (oversubscribed threads were 20-50x slower on a shared box).

@@ -54,6 +54,53 @@ def test_paper_preset_fails_early_naming_what_is_missing(tmp_path):
     assert "--model" in msg and "config.json" in msg and "--train-data" in msg and "MATH" in msg
     with pytest.raises(SystemExit, match="DAPO-17k"):
         table4.main(["--preset", "paper", "--out", str(tmp_path)])
+    assert "trainer support" not in msg  # the boxed-answer dataset exists now
+
+
+def test_paper_config_follows_the_paper_and_the_flags(tmp_path):
+    from argparse import Namespace
+
+    args = Namespace(model="/m", train_data="hf:x", device="cuda", cache_dir=None, G=8, set=["steps=7"])
+    cfg = table3.paper_config("table3", args, "Dr.GRPO", 3)
+    assert (cfg.dataset, cfg.G, cfg.J, cfg.steps, cfg.estimator, cfg.seed) == ("math", 8, 8, 7, "drgrpo", 3)
+    assert (cfg.model, cfg.data_path, cfg.chat_template) == ("/m", "hf:x", True)
+    args.G, args.set = None, []
+    cfg = table3.paper_config("table4", args, "KAE", 0)
+    assert cfg.G == 4 and 200 <= cfg.steps <= 500 and cfg.J in (8, 10)  # ../shared/paper.md
+    assert table3.PAPER_METHODS == tuple(paper.TABLE3["average"]) == tuple(paper.TABLE4["average"])
+
+
+@pytest.mark.parametrize("entry, name", [(table3, "table3"), (table4, "table4")])
+def test_paper_path_end_to_end_on_cpu_with_a_tiny_qwen2(tmp_path, monkeypatch, entry, name):
+    # The paper preset's full path (weights loading, boxed-answer training, six-benchmark evaluation) at toy
+    # size: the GPU check is the only thing bypassed.
+    from test_trainer import MATH500, _tiny_qwen_dir, math500_train_file
+
+    if not MATH500.exists() or not (resolve_data_dir() / "eval").is_dir():
+        pytest.skip("../shared MATH500 / benchmark data absent")
+    monkeypatch.setattr(table3, "gpu_available", lambda: True)
+    data, _ = math500_train_file(tmp_path)
+    sets = {"n_train_prompts": 4, "n_test": 2, "prompts_per_step": 2, "G": 2, "J": 2, "steps": 2, "eval_every": 1,
+            "max_new_tokens": 6, "micro_batch_size": 4, "eval_batch_size": 8, "param_dtype": "float32", "lr": 1e-3}
+    argv = ["--preset", "paper", "--model", str(_tiny_qwen_dir(tmp_path)), "--train-data", str(data),
+            "--device", "cpu", "--quiet", "--bench-limit", "1", "--methods", "KAE", "GRPO", "--seeds", "0",
+            "--out", str(tmp_path / "res"), "--figures", str(tmp_path / "fig")]
+    for key, value in sets.items():
+        argv += ["--set", f"{key}={value}"]
+    table = entry.main(argv)
+    assert list(table["method"]) == ["KAE", "GRPO"]
+    assert ((table["final acc (%)"] >= 0) & (table["final acc (%)"] <= 100)).all()
+    assert sum(c.endswith("mean@1 (%)") for c in table.columns) == 6
+    expected = (paper.TABLE3 if name == "table3" else paper.TABLE4)["average"]
+    assert table.set_index("method")["paper avg acc (%)"].to_dict() == {"KAE": expected["KAE"], "GRPO": expected["GRPO"]}
+    md = (tmp_path / "res" / f"{name}.md").read_text()
+    assert "| preset | paper |" in md and "Per benchmark" in md
+    bench = pd.read_csv(tmp_path / "res" / f"{name}.benchmarks.csv")
+    assert set(bench["method"]) == {"start", "KAE", "GRPO"} and len(bench) == 18
+    curves = pd.read_csv(tmp_path / "res" / f"{name}.data.csv")
+    assert set(curves["step"]) == {0, 1, 2}
+    cfg = (tmp_path / "res" / f"{name}.runs" / "KAE-seed0" / "config.json").read_text()
+    assert '"dataset": "math"' in cfg and (tmp_path / "fig" / f"{name}.png").stat().st_size > 0
 
 
 @pytest.fixture(scope="module")

@@ -96,3 +96,75 @@ def test_gsm8k_loader_strips_separators_and_rejects_bad_input(tmp_path):
     path.write_text(json.dumps({"question": "q", "answer": "no final line"}) + "\n")
     with pytest.raises(ValueError, match="####"):
         load_gsm8k("train", path=str(path))
+
+
+# ----------------------------------------------------------------------------- boxed-answer sets (dataset="math")
+from reproduce.tasks import MATH_INSTRUCTION, load_math, math_prompt  # noqa: E402
+
+SHARED_MATH500 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eval" / "math500" / "test.jsonl"
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_load_math_seeded_holdout_is_disjoint_deterministic_and_extracts_boxed(tmp_path):
+    rows = [{"problem": f"p{i}", "solution": f"so x = {i}, hence \\boxed{{{i}}}."} for i in range(20)]
+    path = _write_jsonl(tmp_path / "math.jsonl", rows)
+    a = load_math(str(path), n_test=5, seed=3)
+    assert len(a["test"]) == 5 and len(a["train"]) == 15
+    assert {r["prompt"] for r in a["test"]}.isdisjoint({r["prompt"] for r in a["train"]})
+    assert a == load_math(str(path), n_test=5, seed=3) and a["test"] != load_math(str(path), n_test=5, seed=4)["test"]
+    assert all(r["answer"] == r["prompt"][1:] for r in a["train"] + a["test"])  # last \boxed{} of the solution
+    assert len(load_math(str(path), n_train=4, n_test=5)["train"]) == 4
+
+
+def test_load_math_directory_uses_its_test_file_and_custom_keys(tmp_path):
+    # DAPO-17k style: chat-message prompt and a nested ground truth.
+    row = lambda i: {"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": f"q{i}"}],
+                     "reward_model": {"ground_truth": str(i)}}
+    _write_jsonl(tmp_path / "train.jsonl", [row(i) for i in range(4)])
+    _write_jsonl(tmp_path / "test.jsonl", [row(i) for i in range(10, 13)])
+    sets = load_math(str(tmp_path), n_test=2, answer_key="reward_model.ground_truth")
+    assert [r["prompt"] for r in sets["train"]] == ["q0", "q1", "q2", "q3"]
+    assert [(r["prompt"], r["answer"]) for r in sets["test"]] == [("q10", "10"), ("q11", "11")]
+    # Default keys also find it (prompt, reward_model.ground_truth); open-r1's processed copy uses prompt/solution.
+    _write_jsonl(tmp_path / "dapo.jsonl", [{"prompt": f"q{i}", "solution": str(i)} for i in range(6)])
+    dapo = load_math(str(tmp_path / "dapo.jsonl"), n_test=1)
+    assert len(dapo["train"]) == 5 and all(r["answer"] == r["prompt"][1:] for r in dapo["train"] + dapo["test"])
+    assert load_math(str(tmp_path / "train.jsonl"), n_test=1)["train"][0]["answer"] in {"0", "1", "2", "3"}
+    # DAPO-17k's own "Answer: $Answer" wrapper is removed (it would contradict the \\boxed{} instruction).
+    wrapped = ("Solve the following math problem step by step. The last line of your response should be of the form "
+               "Answer: $Answer (without quotes) where $Answer is the answer to the problem.\n\nFind $x$ if $2x=4$."
+               "\n\nRemember to put your answer on its own line after \"Answer:\".")
+    _write_jsonl(tmp_path / "wrapped.jsonl", [{"prompt": wrapped, "solution": "2"}] * 2)
+    assert load_math(str(tmp_path / "wrapped.jsonl"), n_test=1)["train"][0]["prompt"] == "Find $x$ if $2x=4$."
+
+
+def test_load_math_rejects_bad_sources_and_keys(tmp_path):
+    path = _write_jsonl(tmp_path / "m.jsonl", [{"problem": "p", "answer": "1"}] * 3)
+    with pytest.raises(FileNotFoundError, match="train.jsonl"):
+        load_math(str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="too few"):
+        load_math(str(path), n_test=3)
+    with pytest.raises(KeyError, match="answer_key"):
+        load_math(str(path), n_test=1, answer_key="ground_truth")
+    with pytest.raises(KeyError, match="problem_key"):
+        load_math(str(_write_jsonl(tmp_path / "q.jsonl", [{"text": "p", "answer": "1"}] * 3)), n_test=1)
+    with pytest.raises(ValueError, match="n_test"):
+        load_math(str(path), n_test=0)
+
+
+def test_math_prompt_appends_the_qwen_math_instruction_once():
+    assert math_prompt(" What is 2+2? ") == "What is 2+2?\n" + MATH_INSTRUCTION
+    assert math_prompt(math_prompt("x")) == math_prompt("x")
+
+
+@pytest.mark.skipif(not SHARED_MATH500.exists(), reason="../shared MATH500 data absent")
+def test_load_math_reads_real_math500_rows():
+    sets = load_math(str(SHARED_MATH500), n_test=100, seed=0)
+    assert len(sets["train"]) + len(sets["test"]) == 500
+    first = json.loads(SHARED_MATH500.read_text().splitlines()[0])
+    row = next(r for r in sets["train"] + sets["test"] if r["prompt"] == first["problem"])
+    assert row["answer"] == first["answer"]

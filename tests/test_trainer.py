@@ -299,6 +299,60 @@ def test_paper_preset_runs_one_step_on_real_gsm8k_rows(tmp_path):
     assert tr.model.config.model_type == "qwen2"
 
 
+MATH500 = SHARED / "data" / "eval" / "math500" / "test.jsonl"
+
+
+def math500_train_file(tmp_path, n=6, max_chars=200):
+    """The first ``n`` short real MATH500 rows as a stand-in training file (short: the tiny model's context)."""
+    rows = [json.loads(x) for x in MATH500.read_text().splitlines() if x.strip()]
+    rows = [r for r in rows if len(r["problem"]) <= max_chars][:n]
+    path = tmp_path / "math-train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path, rows
+
+
+@pytest.mark.skipif(not MATH500.exists(), reason="../shared MATH500 data absent")
+def test_math_dataset_trains_with_boxed_reward_on_real_math500_rows(tmp_path):
+    data, rows = math500_train_file(tmp_path)
+    cfg = get_preset(
+        "paper", dataset="math", model=str(_tiny_qwen_dir(tmp_path)), data_path=str(data), n_train_prompts=4,
+        n_test=2, prompts_per_step=2, G=2, J=2, max_new_tokens=8, steps=2, eval_every=2, micro_batch_size=4,
+        device="cpu", lr=1e-3,
+    )
+    tr = Trainer(cfg, log=lambda *_: None)
+    assert tr.reward_style == "boxed" and len(tr.prompts["train"].ids) == 4 and len(tr.prompts["test"].ids) == 2
+    text = tr.prompts["train"].texts[0]
+    assert "<|im_start|>assistant" in text and "\\boxed{}" in text and text.count("Please reason step by step") == 1
+    gold = tr.prompts["train"].answers[0]
+    assert gold in {r["answer"] for r in rows}
+    # The reward follows the dataset: a boxed answer scores, a GSM8K-style one does not.
+    assert list(tr.score([f"so \\boxed{{{gold}}}", f"#### {gold}"], [gold, gold])) == [1.0, 0.0]
+    before = [p.detach().clone() for p in tr.model.parameters()]
+    history = tr.train(progress=False)
+    assert [m["step"] for m in history] == [1, 2] and all(math.isfinite(m["loss"]) for m in history)
+    assert 0 <= history[-1]["test_acc"] <= 1
+    # A zero advantage everywhere (all-0 rewards of a random model) would leave the weights; say which case.
+    moved = any(not torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))
+    assert moved == any(m["adv_std"] > 0 for m in history)
+
+
+def test_math_dataset_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="data_path"):
+        get_preset("paper", dataset="math", model="m")
+    with pytest.raises(ValueError, match="model"):
+        get_preset("small", dataset="math", data_path="x.jsonl")
+    with pytest.raises(ValueError, match="answer_key"):
+        get_preset("paper", dataset="math", model="m", data_path="x.jsonl", answer_key="")
+    with pytest.raises(ValueError, match="dataset"):
+        get_preset("paper", dataset="dapo")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "q", "gold": "1"}) + "\n")
+    cfg = get_preset("paper", dataset="math", model=str(_tiny_qwen_dir(tmp_path)), data_path=str(bad), n_test=1,
+                     device="cpu")
+    with pytest.raises(KeyError, match="answer_key"):
+        Trainer(cfg, log=lambda *_: None)
+
+
 def test_missing_weights_fail_early_with_the_path(tmp_path):
     cfg = get_preset("paper", model=str(tmp_path / "no-such-model"), device="cpu")
     with pytest.raises(FileNotFoundError, match="no-such-model.*--model"):
