@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import paper
 from .measure import paired_run, summarise
-from .report import Provenance, device_label, entry_config, entry_parser, model_label, write_result
+from .report import Provenance, device_label, entry_config, entry_parser, model_label, save_figure, write_result
 from .table1 import measure_steps
 
 NAME = "figure3"
@@ -52,10 +52,7 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> None:
     ax.set_ylabel("value MSE")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> pd.DataFrame:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from . import paper
 from .measure import accuracy_curves
-from .report import Provenance, device_label, entry_config, entry_parser, model_label, write_result
+from .report import Provenance, device_label, entry_config, entry_parser, model_label, save_figure, write_result
 
 NAME = "figure4"
 ESTIMATORS = {"KAE": ("kae", {}), "REINFORCE": ("reinforce", {}), "REINFORCE++": ("reinforce_pp", {})}
@@ -42,10 +42,7 @@ def plot_curves(data: pd.DataFrame, path: Path, title: str) -> None:
     ax.set_ylabel("greedy test accuracy")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def final_table(data: pd.DataFrame) -> pd.DataFrame:

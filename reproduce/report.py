@@ -83,6 +83,16 @@ def _argv() -> list[str]:
     return head + sys.argv[1:]
 
 
+def save_figure(fig, path: Path) -> None:
+    """Lay out ``fig``, write it as a PNG at ``path`` (creating its folder) and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def write_result(
     table: pd.DataFrame,
     provenance: Provenance,
