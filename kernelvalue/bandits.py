@@ -2,7 +2,8 @@
 
 A :class:`SoftmaxBandit` has ``P`` prompts ("contexts") and ``A`` actions
 ("responses") per prompt. Action ``a`` of prompt ``x`` pays a reward with mean
-``mu(x, a)`` (Bernoulli, like 0/1 verifiable rewards, or Gaussian). The policy is
+``mu(x, a)`` (Bernoulli, like 0/1 verifiable rewards; Beta, a graded reward in
+[0, 1] such as partial credit; or Gaussian). The policy is
 a softmax over logits ``theta[x, :]``, so at every step the true value
 
     V(x) = sum_a pi(a | x) mu(x, a)
@@ -53,6 +54,7 @@ from .kernels import get_kernel
 __all__ = [
     "SoftmaxBandit",
     "LogitDrift",
+    "RewardShift",
     "Sample",
     "StepRecord",
     "softmax",
@@ -62,9 +64,14 @@ __all__ = [
     "summarize",
     "value_bias_variance",
     "kae_value_moments",
+    "Scenario",
+    "SCENARIOS",
+    "run_suite",
+    "suite_summary",
+    "compare_on_suite",
 ]
 
-_REWARDS = ("bernoulli", "gaussian")
+_REWARDS = ("bernoulli", "beta", "gaussian")
 
 
 def softmax(theta: np.ndarray) -> np.ndarray:
@@ -109,14 +116,20 @@ class SoftmaxBandit:
     Parameters
     ----------
     means : array-like, shape (P, A)
-        Mean reward ``mu(x, a)``. For Bernoulli rewards every entry must lie in
-        ``[0, 1]``.
+        Mean reward ``mu(x, a)``. For Bernoulli and Beta rewards every entry must
+        lie in ``[0, 1]``.
     theta : array-like, shape (P, A), optional
         Initial logits; zeros (uniform policy) by default. Copied.
-    reward : {"bernoulli", "gaussian"}
-        Reward law. Gaussian rewards are ``mu(x, a) + noise_std * N(0, 1)``.
+    reward : {"bernoulli", "beta", "gaussian"}
+        Reward law. Beta rewards (graded, bounded in [0, 1]) are
+        ``Beta(kappa mu, kappa (1 - mu))`` with ``kappa = concentration``: mean
+        ``mu``, variance ``mu (1 - mu) / (kappa + 1)`` (a point mass at 0 or 1
+        where ``mu`` is 0 or 1). Gaussian rewards are ``mu(x, a) + noise_std * N(0, 1)``.
     noise_std : float
-        Standard deviation of the Gaussian reward noise (ignored for Bernoulli).
+        Standard deviation of the Gaussian reward noise (Gaussian law only).
+    concentration : float
+        ``kappa`` of the Beta law (Beta law only); ``kappa -> 0`` approaches
+        Bernoulli rewards, ``kappa -> inf`` deterministic ones.
 
     Examples
     --------
@@ -130,24 +143,20 @@ class SoftmaxBandit:
     True
     """
 
-    def __init__(self, means, theta=None, *, reward: str = "bernoulli", noise_std: float = 0.5):
-        means = np.array(means, dtype=float)
-        if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] < 2:
-            raise ValueError(
-                f"means must be a (P, A) array with P >= 1 prompts and A >= 2 actions, got shape {means.shape}."
-            )
-        if not np.all(np.isfinite(means)):
-            raise ValueError("means contains NaN or inf; pass finite mean rewards.")
+    def __init__(
+        self, means, theta=None, *, reward: str = "bernoulli", noise_std: float = 0.5, concentration: float = 2.0
+    ):
         if reward not in _REWARDS:
             raise ValueError(f"reward={reward!r} is unknown; choose one of {_REWARDS}.")
-        if reward == "bernoulli" and (means.min() < 0 or means.max() > 1):
-            raise ValueError("Bernoulli means must lie in [0, 1]; rescale them or use reward='gaussian'.")
         if not (np.isfinite(noise_std) and noise_std >= 0):
             raise ValueError(f"noise_std must be finite and >= 0, got {noise_std!r}.")
-        self.means = means
+        if not (np.isfinite(concentration) and concentration > 0):
+            raise ValueError(f"concentration must be finite and > 0, got {concentration!r}.")
         self.reward = reward
         self.noise_std = float(noise_std)
-        self.theta = np.zeros_like(means) if theta is None else self._check_theta(theta)
+        self.concentration = float(concentration)
+        self.means = self._check_means(means)
+        self.theta = np.zeros_like(self.means) if theta is None else self._check_theta(theta)
 
     # ------------------------------------------------------------------ set-up
     @classmethod
@@ -161,6 +170,7 @@ class SoftmaxBandit:
         theta_scale: float = 0.0,
         reward: str = "bernoulli",
         noise_std: float = 0.5,
+        concentration: float = 2.0,
         seed=None,
     ) -> SoftmaxBandit:
         """A random bandit with prompts of varied difficulty.
@@ -185,7 +195,7 @@ class SoftmaxBandit:
         c = rng.normal(0.0, action_scale, size=(n_prompts, n_actions))
         means = 1.0 / (1.0 + np.exp(-(d + c)))
         theta = rng.normal(0.0, theta_scale, size=(n_prompts, n_actions)) if theta_scale > 0 else None
-        return cls(means, theta, reward=reward, noise_std=noise_std)
+        return cls(means, theta, reward=reward, noise_std=noise_std, concentration=concentration)
 
     def replicate(self, n_replicates: int) -> SoftmaxBandit:
         """Stack ``n_replicates`` independent copies of every prompt.
@@ -203,10 +213,7 @@ class SoftmaxBandit:
         """
         n_replicates = check_positive_int("n_replicates", n_replicates)
         return SoftmaxBandit(
-            np.tile(self.means, (n_replicates, 1)),
-            np.tile(self.theta, (n_replicates, 1)),
-            reward=self.reward,
-            noise_std=self.noise_std,
+            np.tile(self.means, (n_replicates, 1)), np.tile(self.theta, (n_replicates, 1)), **self._law()
         )
 
     def copy(self) -> SoftmaxBandit:
@@ -224,6 +231,17 @@ class SoftmaxBandit:
     def set_theta(self, theta) -> None:
         """Replace the logits (validated, copied)."""
         self.theta = self._check_theta(theta)
+
+    def set_means(self, means) -> None:
+        """Replace the reward table ``mu`` (validated, copied; same shape), e.g. for an abrupt change."""
+        means = self._check_means(means)
+        if means.shape != self.means.shape:
+            raise ValueError(f"means must keep the shape {self.means.shape}, got {means.shape}.")
+        self.means = means
+
+    def _law(self) -> dict:
+        """The reward-law keywords, to build a bandit with the same law."""
+        return {"reward": self.reward, "noise_std": self.noise_std, "concentration": self.concentration}
 
     # ------------------------------------------------------------ exact maths
     def probs(self, prompts=None) -> np.ndarray:
@@ -250,14 +268,25 @@ class SoftmaxBandit:
     def reward_variance(self, prompts=None) -> np.ndarray:
         """Exact ``Var(Z | x)`` under the current policy, shape ``(n,)``.
 
-        Bernoulli: ``V (1 - V)``; Gaussian: ``noise_std^2 + Var_pi(mu)``.
+        ``E_pi[Var(Z | a)] + Var_pi(mu)``. Bernoulli: ``V (1 - V)``; Beta:
+        ``E_pi[mu (1 - mu)] / (kappa + 1) + Var_pi(mu)``; Gaussian:
+        ``noise_std^2 + Var_pi(mu)``.
+
+        Examples
+        --------
+        >>> b = SoftmaxBandit(np.array([[0.5, 0.5]]), reward="beta", concentration=3.0)
+        >>> b.reward_variance().tolist()    # 0.25 / 4
+        [0.0625]
         """
         idx = slice(None) if prompts is None else self._check_prompts(prompts)
         p, mu = softmax(self.theta[idx]), self.means[idx]
         v = np.einsum("na,na->n", p, mu)
+        between = np.einsum("na,na->n", p, mu**2) - v**2
         if self.reward == "bernoulli":
             return v * (1.0 - v)
-        return self.noise_std**2 + np.einsum("na,na->n", p, mu**2) - v**2
+        if self.reward == "beta":
+            return np.einsum("na,na->n", p, mu * (1.0 - mu)) / (self.concentration + 1.0) + between
+        return self.noise_std**2 + between
 
     def exact_gradient(self, prompts=None) -> np.ndarray:
         """Exact gradient of ``J = mean_x V(x)`` (distinct served prompts) w.r.t. ``theta``.
@@ -325,8 +354,7 @@ class SoftmaxBandit:
         theta = np.stack([np.asarray(drift(j), dtype=float) for j in range(1, n_steps + 1)], axis=1)
         if theta.shape != (self.n_prompts, n_steps, self.n_actions):
             raise ValueError(f"drift(step) must return ({self.n_prompts}, {self.n_actions}) logits.")
-        probe = SoftmaxBandit(np.repeat(self.means, n_steps, axis=0), theta.reshape(-1, self.n_actions),
-                              reward=self.reward, noise_std=self.noise_std)  # fmt: skip
+        probe = SoftmaxBandit(np.repeat(self.means, n_steps, axis=0), theta.reshape(-1, self.n_actions), **self._law())
         shape = (self.n_prompts, n_steps)
         return probe.values().reshape(shape), probe.reward_variance().reshape(shape)
 
@@ -360,6 +388,11 @@ class SoftmaxBandit:
         mu = self.means[keys, actions]
         if self.reward == "bernoulli":
             rewards = (rng.random(mu.shape) < mu).astype(float)
+        elif self.reward == "beta":
+            # Beta(kappa mu, kappa (1 - mu)); mu at 0 or 1 is the point mass there (numpy needs a, b > 0).
+            inner = (mu > 0) & (mu < 1)
+            m = np.where(inner, mu, 0.5)
+            rewards = np.where(inner, rng.beta(self.concentration * m, self.concentration * (1.0 - m)), mu)
         else:
             rewards = mu + self.noise_std * rng.standard_normal(mu.shape)
         values = np.repeat(np.einsum("na,na->n", p, self.means[prompts]), G)
@@ -376,6 +409,20 @@ class SoftmaxBandit:
         self.theta = self.theta + float(lr) * n * self.gradient_estimate(keys, actions, advantages)
 
     # -------------------------------------------------------------- checking
+    def _check_means(self, means) -> np.ndarray:
+        means = np.array(means, dtype=float)
+        if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] < 2:
+            raise ValueError(
+                f"means must be a (P, A) array with P >= 1 prompts and A >= 2 actions, got shape {means.shape}."
+            )
+        if not np.all(np.isfinite(means)):
+            raise ValueError("means contains NaN or inf; pass finite mean rewards.")
+        if self.reward != "gaussian" and (means.min() < 0 or means.max() > 1):
+            raise ValueError(
+                f"{self.reward.capitalize()} means must lie in [0, 1]; rescale them or use reward='gaussian'."
+            )
+        return means
+
     def _check_theta(self, theta) -> np.ndarray:
         theta = np.array(theta, dtype=float)
         if theta.shape != self.means.shape:
@@ -471,6 +518,37 @@ class LogitDrift:
         if self.interpolate == "logits":
             return self.start + (self.end - self.start) * s
         return np.log((1.0 - s) * softmax(self.start) + s * softmax(self.end))
+
+
+@dataclass(frozen=True)
+class RewardShift:
+    """An abrupt change of the reward table: ``before`` until step ``at - 1``, ``after`` from step ``at``.
+
+    Pass it as ``reward_path=`` to :func:`simulate`: every prompt's value jumps at
+    step ``at`` (a new grader, a changed task mix) while the policy path is
+    whatever ``drift``/``driver`` makes it.
+
+    Examples
+    --------
+    >>> shift = RewardShift(np.zeros((1, 2)), np.ones((1, 2)), at=3)
+    >>> shift(2).tolist(), shift(3).tolist()
+    ([[0.0, 0.0]], [[1.0, 1.0]])
+    """
+
+    before: np.ndarray
+    after: np.ndarray
+    at: int
+
+    def __post_init__(self):
+        before, after = np.array(self.before, dtype=float), np.array(self.after, dtype=float)
+        if before.shape != after.shape or before.ndim != 2:
+            raise ValueError(f"before and after must be (P, A) arrays of one shape, got {before.shape} and {after.shape}.")
+        object.__setattr__(self, "before", before)
+        object.__setattr__(self, "after", after)
+        object.__setattr__(self, "at", check_positive_int("at", self.at))
+
+    def __call__(self, step) -> np.ndarray:
+        return self.after if step >= self.at else self.before
 
 
 # ---------------------------------------------------------------------------
@@ -576,13 +654,15 @@ def simulate(
     driver: str | None = None,
     lr: float = 1.0,
     drift=None,
+    reward_path=None,
     eval_steps=None,
     seed=None,
 ) -> Iterator[StepRecord]:
     """Run the bandit for ``n_steps`` and yield a :class:`StepRecord` per step.
 
     Per step ``i = 1..n_steps``: the scheduler serves prompts; with ``drift``
-    the logits are set to ``drift(i)``; ``G`` responses per prompt are drawn;
+    the logits are set to ``drift(i)``, with ``reward_path`` the reward table
+    to ``reward_path(i)``; ``G`` responses per prompt are drawn;
     every estimator's ``compute(keys, rewards, i, values=true V)`` runs on the
     same sample (paired comparison); with ``driver`` the driver's advantages
     take a policy-gradient step (:meth:`SoftmaxBandit.policy_step`); finally
@@ -608,6 +688,9 @@ def simulate(
         Learning rate of the per-prompt gradient step.
     drift : callable step -> theta, optional
         Prescribed logit path (e.g. :class:`LogitDrift`).
+    reward_path : callable step -> means, optional
+        Reward table at every step (e.g. :class:`RewardShift`, an abrupt
+        change); the bandit's own table throughout when None.
     eval_steps : iterable of int, optional
         Steps at which all estimators are computed (default: every step).
         Skipping steps only saves time: the history still grows.
@@ -653,6 +736,8 @@ def simulate(
         prompts = np.asarray(next(scheduler))
         if drift is not None:
             bandit.set_theta(drift(step))
+        if reward_path is not None:
+            bandit.set_means(reward_path(step))
         sample = bandit.sample(prompts, G, rng)
         record = StepRecord(step, prompts, sample, bandit.exact_gradient(prompts), bandit.theta.copy())
         evaluate = eval_set is None or step in eval_set
@@ -680,6 +765,7 @@ def run_comparison(
     driver: str | None = None,
     lr: float = 1.0,
     drift=None,
+    reward_path=None,
     eval_steps=None,
     seed=None,
     inplace: bool = False,
@@ -692,7 +778,7 @@ def run_comparison(
         Copied first unless ``inplace=True`` (then its logits end where the run left them).
     estimators : str, list of str or mapping
         See :func:`make_estimators`; names give fresh estimators.
-    n_steps, G, prompts_per_step, J, scheduler, driver, lr, drift, eval_steps, seed
+    n_steps, G, prompts_per_step, J, scheduler, driver, lr, drift, reward_path, eval_steps, seed
         As in :func:`simulate`.
     inplace : bool, default False
 
@@ -731,7 +817,7 @@ def run_comparison(
     rows = []
     for rec in simulate(
         bandit, estimators, n_steps=n_steps, G=G, prompts_per_step=prompts_per_step, J=J, scheduler=scheduler,
-        driver=driver, lr=lr, drift=drift, eval_steps=eval_steps, seed=seed,
+        driver=driver, lr=lr, drift=drift, reward_path=reward_path, eval_steps=eval_steps, seed=seed,
     ):  # fmt: skip
         if not rec.results:
             continue
@@ -946,6 +1032,330 @@ def kae_value_moments(values, variances, *, step: int, bandwidth: float, G: int,
     if np.ndim(values) == 1:
         return float(mean[0]), float(var[0])
     return mean, var
+
+
+# ---------------------------------------------------------------------------
+# Scenario suite
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A training situation with exactly known values, for comparing advantage estimators.
+
+    A scenario fixes how prompts are made, how the policy moves, the reward law
+    and the prompt schedule. The seed draws the prompts (reward tables, the
+    drift's end point, the shifted table) and the rewards, so seeds are
+    independent replicates of the scenario; within one run every estimator sees
+    the same samples (paired).
+
+    Parameters
+    ----------
+    name, description : str
+    n_prompts : int, default 64
+        Prompt pool of a recurrent schedule.
+    prompts_per_step : int, default 16
+    J : int, default 8
+        Consecutive steps each minibatch is served (the paper's schedule).
+    recurrent : bool, default True
+        True: the pool is cycled epoch after epoch, so prompts recur (every
+        ``n_prompts / prompts_per_step * J`` steps). False: every prompt is
+        served in exactly one ``J``-block (the pool is as large as the run
+        needs; ``n_prompts`` is ignored).
+    drift : float, default 1.0
+        Prescribed policy path: logits move linearly from their start to
+        ``start + N(0, drift^2)`` over the first ``drift_span`` of the run,
+        every prompt at every step (as shared LLM parameters do), then stay.
+        0: a fixed policy.
+    drift_span : float in (0, 1], default 1.0
+        Fraction of the run the displacement takes.
+    lr : float, optional
+        Train the policy instead: policy-gradient steps driven by the oracle
+        advantage with this learning rate (a prompt's value then moves only
+        when it is served). Needs ``drift=0``.
+    reward : {"bernoulli", "beta"}, default "bernoulli"
+    concentration : float, default 2.0
+        Of the Beta (graded) law.
+    shift_at : float in (0, 1), optional
+        Fraction of the run at which the reward table is redrawn (abrupt change).
+    easy, impossible : float, default 0
+        Shares of prompts whose actions all pay a mean in ``U(0.9, 1)``
+        (easy) or exactly 0 (impossible).
+    difficulty_scale : float, default 2.0
+        Spread of prompt difficulty (:meth:`SoftmaxBandit.random`).
+    n_actions : int, default 4
+
+    Examples
+    --------
+    >>> sc = Scenario("demo", "two steps", n_prompts=8, prompts_per_step=4, J=2)
+    >>> df = sc.run(["oracle", "rloo"], G=2, seed=0, n_steps=3)
+    >>> df.shape[0], float(df[df.estimator == "oracle"].value_mse.max())
+    (6, 0.0)
+    """
+
+    name: str
+    description: str
+    n_prompts: int = 64
+    prompts_per_step: int = 16
+    J: int = 8
+    recurrent: bool = True
+    drift: float = 1.0
+    drift_span: float = 1.0
+    lr: float | None = None
+    reward: str = "bernoulli"
+    concentration: float = 2.0
+    shift_at: float | None = None
+    easy: float = 0.0
+    impossible: float = 0.0
+    difficulty_scale: float = 2.0
+    n_actions: int = 4
+
+    def __post_init__(self):
+        if self.reward not in ("bernoulli", "beta"):
+            raise ValueError(f"reward={self.reward!r}: scenarios use bounded rewards, 'bernoulli' or 'beta'.")
+        if self.lr is not None and self.drift != 0:
+            raise ValueError("pass either a prescribed drift (drift > 0) or a trained policy (lr=...), not both.")
+        if not 0 < self.drift_span <= 1:
+            raise ValueError(f"drift_span must be a fraction of the run in (0, 1], got {self.drift_span!r}.")
+        if self.shift_at is not None and not 0 < self.shift_at < 1:
+            raise ValueError(f"shift_at must be a fraction of the run in (0, 1), got {self.shift_at!r}.")
+        if not (0 <= self.easy and 0 <= self.impossible and self.easy + self.impossible <= 1):
+            raise ValueError("easy and impossible are shares of the prompts: each >= 0, together <= 1.")
+
+    def _table(self, P, rng) -> np.ndarray:
+        d = rng.normal(0.0, self.difficulty_scale, size=(P, 1))
+        c = rng.normal(0.0, 1.5, size=(P, self.n_actions))
+        means = 1.0 / (1.0 + np.exp(-(d + c)))
+        perm = rng.permutation(P)
+        n_imp, n_easy = round(self.impossible * P), round(self.easy * P)
+        means[perm[:n_imp]] = 0.0
+        means[perm[n_imp : n_imp + n_easy]] = rng.uniform(0.9, 1.0, (n_easy, self.n_actions))
+        return means
+
+    def build(self, *, n_steps: int, seed) -> tuple[SoftmaxBandit, dict]:
+        """The bandit and the :func:`run_comparison` keywords of one replicate.
+
+        Returns
+        -------
+        bandit : SoftmaxBandit
+        kwargs : dict
+            ``scheduler``, ``seed`` and ``drift`` or ``driver``/``lr``, plus
+            ``reward_path`` for an abrupt change.
+        """
+        import zlib
+
+        from kernelvalue.advantage import PromptScheduler
+
+        n_steps = check_positive_int("n_steps", n_steps)
+        streams = np.random.SeedSequence([int(seed), zlib.crc32(self.name.encode())]).spawn(4)
+        rng = np.random.default_rng(streams[0])
+        P = self.n_prompts if self.recurrent else self.prompts_per_step * -(-n_steps // self.J)
+        means = self._table(P, rng)
+        bandit = SoftmaxBandit(means, rng.normal(0.0, 1.0, means.shape), reward=self.reward,
+                               concentration=self.concentration)  # fmt: skip
+        sched_seed = int(streams[1].generate_state(1)[0])
+        kwargs: dict = {"scheduler": PromptScheduler(P, self.prompts_per_step, self.J, sched_seed), "seed": streams[2]}
+        if self.lr is not None:
+            kwargs.update(driver="oracle", lr=self.lr)
+        else:
+            end = bandit.theta + rng.normal(0.0, self.drift, means.shape)
+            kwargs["drift"] = LogitDrift(bandit.theta, end, self.drift_span * n_steps)
+        if self.shift_at is not None:
+            after = self._table(P, np.random.default_rng(streams[3]))
+            kwargs["reward_path"] = RewardShift(means, after, max(2, round(self.shift_at * n_steps)))
+        return bandit, kwargs
+
+    def run(self, estimators, *, G: int, seed, n_steps: int, eval_steps=None):
+        """:func:`run_comparison` on one replicate (``"oracle"`` is added when missing: it drives
+        trained scenarios and is the gradient reference).
+
+        Returns
+        -------
+        pandas.DataFrame
+            :func:`run_comparison`'s per-step table.
+        """
+        ests = make_estimators(estimators)
+        if "oracle" not in ests:
+            ests["oracle"] = make_estimators("oracle")["oracle"]
+        bandit, kwargs = self.build(n_steps=n_steps, seed=seed)
+        return run_comparison(bandit, ests, n_steps=n_steps, G=G, eval_steps=eval_steps, inplace=True, **kwargs)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("slow_drift", "logits move by N(0, 1) over the run; 64 prompts, 16 per step, J = 8, recurrent"),
+        Scenario("fast_drift", "logits move by N(0, 4^2) over the first half of the run, then stay",
+                 drift=4.0, drift_span=0.5),
+        Scenario("abrupt_change", "slow drift; the reward table is redrawn at mid-run", shift_at=0.5),
+        Scenario("graded", "slow drift; Beta rewards in [0, 1] (concentration 2), not 0/1", reward="beta"),
+        Scenario("heterogeneous", "slow drift; a quarter of the prompts easy (mean >= 0.9), a quarter impossible (0)",
+                 easy=0.25, impossible=0.25),
+        Scenario("no_recurrence", "slow drift; every prompt is served in one J-block only, never again",
+                 recurrent=False),
+        Scenario("trained", "policy trained by oracle policy-gradient steps (lr 0.3): values move only when served",
+                 drift=0.0, lr=0.3),
+    )
+}  # fmt: skip
+"""The suite of :func:`run_suite`: slow and fast drift, an abrupt change, graded rewards,
+heterogeneous prompts, schedules with and without recurrence, and a trained policy."""
+
+
+def _check_specs(estimators) -> dict:
+    if isinstance(estimators, str):
+        estimators = [estimators]
+    if not isinstance(estimators, Mapping):
+        estimators = {name: name for name in estimators}
+    for label, item in estimators.items():
+        if hasattr(item, "compute"):
+            raise TypeError(
+                f"run_suite needs estimator specs (a name or (name, kwargs)), not an estimator object for "
+                f"{label!r}: every run starts from a fresh estimator."
+            )
+    return dict(estimators)
+
+
+def run_suite(estimators, scenarios=None, *, Gs=(1, 2, 4, 8, 16), seeds=range(5), n_steps: int = 200,
+              progress=None):  # fmt: skip
+    """Run registry estimators on a suite of scenarios, paired, over seeds.
+
+    Every (scenario, G, seed) is one :meth:`Scenario.run`: all estimators on the
+    same samples, every step evaluated. Seeds are independent replicates
+    (fresh prompts, drift and rewards), so the spread of per-seed means is the
+    honest uncertainty of a comparison (:func:`suite_summary`,
+    :func:`compare_on_suite`).
+
+    Parameters
+    ----------
+    estimators : str, list of str or mapping label -> name / (name, kwargs) / dict
+        Specs, not objects: every run builds fresh estimators. ``"oracle"`` is
+        always added (the gradient reference, and the driver of trained scenarios).
+    scenarios : iterable of Scenario or names, optional
+        Default: every scenario of :data:`SCENARIOS`.
+    Gs : iterable of int
+        Responses per prompt.
+    seeds : iterable of int
+    n_steps : int
+    progress : callable, optional
+        Called with a short string after each run (e.g. ``print``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (scenario, G, seed, estimator): ``value_mse``,
+        ``value_bias``, ``grad_mse`` (means over the run's steps).
+
+    Examples
+    --------
+    >>> df = run_suite(["rloo", "kae"], ["slow_drift"], Gs=(2,), seeds=[0, 1], n_steps=10)
+    >>> sorted(df.estimator.unique()), len(df)
+    (['kae', 'oracle', 'rloo'], 6)
+    """
+    import pandas as pd
+
+    specs = _check_specs(estimators)
+    specs.setdefault("oracle", "oracle")
+    chosen = [SCENARIOS[s] if isinstance(s, str) else s for s in (SCENARIOS if scenarios is None else scenarios)]
+    frames = []
+    for sc in chosen:
+        for G in Gs:
+            for seed in seeds:
+                df = sc.run(specs, G=G, seed=seed, n_steps=n_steps)
+                agg = df.groupby("estimator", sort=False)[["value_mse", "value_bias", "grad_mse"]].mean()
+                frames.append(agg.reset_index().assign(scenario=sc.name, G=G, seed=seed))
+                if progress is not None:
+                    progress(f"{sc.name} G={G} seed={seed}")
+    out = pd.concat(frames, ignore_index=True)
+    return out[["scenario", "G", "seed", "estimator", "value_mse", "value_bias", "grad_mse"]]
+
+
+def suite_summary(df, metric: str = "value_mse", *, reference: str | None = None, level: float = 0.95):
+    """Mean of ``metric`` over seeds per (scenario, G, estimator) with a t interval.
+
+    With ``reference``, each seed's value is first divided by the reference
+    estimator's in the same run (paired ratios, e.g. gradient MSE relative to
+    the oracle's).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (scenario, G, estimator); columns ``mean``, ``ci_low``,
+        ``ci_high``, ``n_seeds``. One seed gives a NaN interval.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"scenario": "s", "G": 1, "seed": [0, 1, 0, 1], "estimator": ["a", "a", "b", "b"],
+    ...                    "value_mse": [1.0, 3.0, 2.0, 2.0]})
+    >>> suite_summary(df).loc[("s", 1, "a"), ["mean", "n_seeds"]].tolist()
+    [2.0, 2.0]
+    >>> float(suite_summary(df, reference="b").loc[("s", 1, "a"), "mean"])    # (1/2 + 3/2) / 2
+    1.0
+    """
+    import pandas as pd
+    from scipy import stats
+
+    d = df[["scenario", "G", "seed", "estimator", metric]].copy()
+    if reference is not None:
+        ref = d[d.estimator == reference].set_index(["scenario", "G", "seed"])[metric]
+        if ref.empty:
+            raise ValueError(f"reference={reference!r} is not among the estimators {sorted(d.estimator.unique())}.")
+        keys = pd.MultiIndex.from_frame(d[["scenario", "G", "seed"]])
+        d[metric] = d[metric].to_numpy() / ref.reindex(keys).to_numpy()
+    g = d.groupby(["scenario", "G", "estimator"], sort=False)[metric]
+    out = g.agg(mean="mean", sd="std", n_seeds="count")
+    half = stats.t.ppf(0.5 + level / 2, out.n_seeds - 1) * out.sd / np.sqrt(out.n_seeds)
+    out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
+    return out[["mean", "ci_low", "ci_high", "n_seeds"]]
+
+
+def compare_on_suite(df, candidate: str, against, metric: str = "value_mse", *, level: float = 0.95):
+    """Paired comparison of ``candidate`` with the best of ``against`` in every (scenario, G).
+
+    The best is the estimator of ``against`` with the lowest mean ``metric``
+    over seeds (chosen on the same data, which favours it: the comparison is
+    conservative for the candidate). The per-seed differences ``candidate -
+    best`` are paired (same samples), so their t interval is the seed-level
+    uncertainty of the gap.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (scenario, G); columns ``best``, ``candidate_mean``,
+        ``best_mean``, ``ratio`` (of means), ``diff``, ``ci_low``, ``ci_high``
+        and ``verdict``: ``"better"`` (interval below 0), ``"worse"`` (above 0)
+        or ``"tie"``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"scenario": "s", "G": 1, "seed": [0, 1, 2] * 3,
+    ...                    "estimator": ["c"] * 3 + ["p"] * 3 + ["q"] * 3,
+    ...                    "value_mse": [1.0, 1.1, 0.9, 2.0, 2.2, 1.9, 3.0, 3.0, 3.0]})
+    >>> compare_on_suite(df, "c", ["p", "q"]).loc[("s", 1), ["best", "verdict"]].tolist()
+    ['p', 'better']
+    """
+    import pandas as pd
+    from scipy import stats
+
+    against = [against] if isinstance(against, str) else list(against)
+    wide = df.pivot_table(index=["scenario", "G", "seed"], columns="estimator", values=metric, sort=False)
+    missing = sorted({candidate, *against} - set(wide.columns))
+    if missing:
+        raise ValueError(f"{missing} not among the estimators of the suite table {sorted(wide.columns)}.")
+    rows = []
+    for (scenario, G), cell in wide.groupby(level=["scenario", "G"], sort=False):
+        best = cell[against].mean().idxmin()
+        diff = (cell[candidate] - cell[best]).to_numpy()
+        n = diff.size
+        half = stats.t.ppf(0.5 + level / 2, n - 1) * diff.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
+        lo, hi = diff.mean() - half, diff.mean() + half
+        verdict = "better" if hi < 0 else "worse" if lo > 0 else "tie"
+        c_mean, b_mean = cell[candidate].mean(), cell[best].mean()
+        rows.append({"scenario": scenario, "G": G, "best": best, "candidate_mean": c_mean, "best_mean": b_mean,
+                     "ratio": c_mean / b_mean, "diff": diff.mean(), "ci_low": lo, "ci_high": hi,
+                     "verdict": verdict})  # fmt: skip
+    return pd.DataFrame(rows).set_index(["scenario", "G"])
 
 
 # ---------------------------------------------------------------------------
