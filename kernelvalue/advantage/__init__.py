@@ -27,6 +27,7 @@ from .history import RewardHistory
 from .kae import KAE, KAECrossValidated, KAELocalLinear, KAEShrink, eb_shrink
 from .peers import EMA, JSPO, KRPO, SPO
 from .scheduler import PromptScheduler
+from .adaptive import KAEAuto  # noqa: E402,I001 - last, so the registry lists it after the paper's estimators
 
 __all__ = [
     "ESTIMATORS",
@@ -43,6 +44,7 @@ __all__ = [
     "KAELocalLinear",
     "KAECrossValidated",
     "KAEShrink",
+    "KAEAuto",
     "eb_shrink",
     "GRPO",
     "DrGRPO",

@@ -200,7 +200,7 @@ class KAELocalLinear(KAE):
         return self._scale(batch, batch.z - base, hs), base
 
 
-@register_estimator("kae_cv", "kae_auto")
+@register_estimator("kae_cv")
 class KAECrossValidated(KAE):
     """KAE whose bandwidth is chosen online by forward leave-one-out over past steps.
 

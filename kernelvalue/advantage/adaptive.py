@@ -1,0 +1,657 @@
+"""KAE-auto: kernel advantage estimation whose window adapts per prompt and over time.
+
+Registered as ``"kae_auto"``. The docstring of :class:`KAEAuto` derives the
+method; the pieces are pure functions so they can be checked on their own:
+:func:`lepski_select` (the window choice), :func:`propagation_critical_value`
+(its critical value), :func:`dispersion` (the reward-variance model) and
+:func:`loo_shrinkage` (empirical Bayes across prompts, leaving each prompt out).
+
+Examples
+--------
+>>> import numpy as np
+>>> from kernelvalue.advantage import get_estimator
+>>> est = get_estimator("kae_auto")
+>>> est.update([0, 0, 1, 1], np.array([1.0, 0.0, 1.0, 1.0]), step=1)
+>>> est.compute([0, 0], np.array([1.0, 1.0]), step=2).baselines.round(3)
+array([0.667, 0.667])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Batch, StatefulEstimator, check_positive, key_rows, register_estimator
+
+__all__ = ["KAEAuto", "lepski_select", "propagation_critical_value", "dispersion", "loo_shrinkage"]
+
+DEFAULT_WINDOWS = tuple(float(2**k) for k in range(10))  # 1 .. 512 steps
+# Critical value of the window tests, from propagation_critical_value(alpha=0.05) (2.4 at every G in
+# 1..16 for the default windows; tests/test_adaptive.py recomputes it).
+Z_PROPAGATION = 2.4
+# A prompt unseen for more than log(1/_FORGET) widest time constants (~27.6 x 512 steps) carries weight
+# < 1e-12 relative to a new reward in every window: its row is dropped.
+_FORGET = 1e-12
+_SWEEP_EVERY = 64
+
+
+# --------------------------------------------------------------------------- pure pieces
+def lepski_select(estimates, variances, z):
+    """Sequential Lepski choice among nested windows, one per row.
+
+    Windows are ordered from the narrowest (least biased, noisiest) to the
+    widest. Window ``k`` is accepted when its estimate agrees with every
+    narrower window ``j < k`` within ``z`` of that window's standard error,
+    ``|est_j - est_k| <= z sqrt(var_j)``; the choice is the last window
+    accepted before the first rejection. Undefined windows (NaN estimate) are
+    neither tested against nor chosen.
+
+    Parameters
+    ----------
+    estimates, variances : ndarray (m, H)
+    z : float
+        Critical value (:func:`propagation_critical_value`).
+
+    Returns
+    -------
+    ndarray of int64 (m,)
+        Chosen window per row; ``-1`` where no window is defined.
+
+    Examples
+    --------
+    >>> est = np.array([[0.5, 0.52, 0.55, 0.9], [np.nan, 0.3, 0.3, 0.3]])
+    >>> lepski_select(est, np.full((2, 4), 0.01), z=2.0)    # 0.9 is 4 s.e. from 0.5: stop before it
+    array([2, 3])
+    """
+    est = np.asarray(estimates, dtype=np.float64)
+    half = z * np.sqrt(np.asarray(variances, dtype=np.float64))
+    defined = np.isfinite(est)
+    m, H = est.shape
+    # |est_j - est_k| <= z sd_j for every narrower j  <=>  est_k lies in the intersection of the intervals
+    # est_j -/+ z sd_j, j < k: running max of the lower ends and min of the upper ends, O(H) per row.
+    # A tiny absolute slack keeps exactly equal estimates of noise-free rewards (sd 0) from rejecting.
+    low = np.where(defined, est - half, -np.inf)
+    high = np.where(defined, est + half, np.inf)
+    floor = np.column_stack([np.full(m, -np.inf), np.maximum.accumulate(low, axis=1)[:, :-1]])
+    ceil = np.column_stack([np.full(m, np.inf), np.minimum.accumulate(high, axis=1)[:, :-1]])
+    bad = defined & ((est < floor - 1e-12) | (est > ceil + 1e-12))
+    first_bad = np.where(bad.any(axis=1), np.argmax(bad, axis=1), H)
+    ok = defined & (np.arange(H)[None, :] < first_bad[:, None])
+    choice = H - 1 - np.argmax(ok[:, ::-1], axis=1)
+    return np.where(ok.any(axis=1), choice, -1).astype(np.int64)
+
+
+def _window_moments(G, windows, n_history):
+    """Weights of the canonical design: G rewards at every past step, G - 1 other current ones."""
+    lags = np.arange(1, n_history + 1, dtype=np.float64)
+    rho = np.exp(-lags[:, None] / np.asarray(windows, dtype=np.float64)[None, :])  # (T, H)
+    return rho, G * rho.sum(axis=0) + (G - 1), G * (rho * rho).sum(axis=0) + (G - 1)
+
+
+def propagation_critical_value(alpha=0.05, G=4, windows=DEFAULT_WINDOWS, *, n_history=4096, n_sim=4000, seed=0):
+    """Smallest critical value for which a drift-free history keeps the widest window.
+
+    The propagation condition (Spokoiny, 2009; Polzehl and Spokoiny, 2006):
+    when the value does not move, the adaptive choice should equal the
+    widest window, so that adaptivity costs nothing where it is not needed.
+    Monte Carlo under that null: a prompt observed at every step with ``G``
+    rewards of unit variance (Gaussian; a rescaling of any law, the statistic
+    is scale-free), ``n_history`` past steps, the estimator's windows (the
+    current group alone, then each time constant of ``windows``). Returns the
+    smallest ``z`` on a 0.05 grid with ``P(choice < widest) <= alpha``.
+
+    Examples
+    --------
+    >>> round(propagation_critical_value(alpha=0.05, G=4, n_sim=2000), 2)   # doctest: +SKIP
+    2.4
+    """
+    rng = np.random.default_rng(seed)
+    rho, W, W2 = _window_moments(G, windows, n_history)
+    hist = rng.standard_normal((n_sim, n_history)) / np.sqrt(G)  # per-step means of G rewards
+    group = rng.standard_normal(n_sim) / np.sqrt(G - 1) if G > 1 else np.zeros(n_sim)
+    est = (G * hist @ rho + (G - 1) * group[:, None]) / W
+    var = np.broadcast_to(W2 / W**2, est.shape)
+    if G > 1:
+        est = np.column_stack([group, est])
+        var = np.column_stack([np.full(n_sim, 1.0 / (G - 1)), var])
+    widest = est.shape[1] - 1
+    for z in np.arange(1.0, 6.0001, 0.05):
+        if np.mean(lepski_select(est, var, z) < widest) <= alpha:
+            return float(round(z, 2))
+    return 6.0
+
+
+def dispersion(W, W2, S, Q, lo, hi):
+    """Pooled dispersion ``phi`` of the rewards: ``Var(Z | x) = phi (V - lo)(hi - V)``.
+
+    Rewards in ``[lo, hi]`` have ``Var(Z | x) <= (V - lo)(hi - V)``
+    (Bhatia-Davis), with equality for two-point rewards: ``phi = 1`` for 0/1
+    rewards, ``phi < 1`` for graded ones (the quasi-binomial model). From
+    kernel-weighted sums per prompt (weights ``w``: ``W = sum w``, ``W2 =
+    sum w^2``, ``S = sum w Z``, ``Q = sum w Z^2``), the weighted sum of squares
+    ``SS = Q - S^2 / W`` has mean ``sigma^2 (W - W2 / W)``, and ``(m - lo)(hi -
+    m) + sigma^2 W2 / W^2`` is unbiased for ``(V - lo)(hi - V)``; pooling both
+    over prompts,
+
+        phi = sum SS / sum [(W - W2/W)(m - lo)(hi - m) + SS W2 / W^2],
+
+    which is exactly 1 for any 0/1 data. 1 (the bound) where no prompt has two
+    rewards.
+
+    Examples
+    --------
+    >>> one = np.ones(1)
+    >>> float(dispersion(4 * one, 4 * one, 2 * one, 2 * one, 0.0, 1.0))   # 0/1 rewards 1, 1, 0, 0
+    1.0
+    >>> float(dispersion(2 * one, 2 * one, one, 0.5 * one, 0.0, 1.0))     # graded 0.5, 0.5: no spread
+    0.0
+    """
+    ok = W > 0
+    Wd = np.where(ok, W, 1.0)
+    m = S / Wd
+    ss = np.where(ok, np.maximum(Q - S * m, 0.0), 0.0)
+    df = np.where(ok, W - W2 / Wd, 0.0)
+    den = df * (m - lo) * (hi - m) + ss * W2 / (Wd * Wd)
+    total = float(np.sum(np.where(ok, den, 0.0)))
+    if not total > 0:
+        return 1.0
+    return float(min(1.0, np.sum(ss) / total))
+
+
+def loo_shrinkage(mu, ratio, bias2, valid, phi, lo, hi, prior=None):
+    """Leave-one-prompt-out centre, prior variance and pooled reward variance for empirical Bayes.
+
+    Prompt values ``V_j`` are modelled as draws with mean ``c`` and variance
+    ``tau^2``; estimate ``mu_j`` has error variance ``sigma_bar^2 r_j + b_j``
+    (``r_j = sum w^2 / (sum w)^2``, ``b_j`` its squared drift bias), where
+    ``sigma_bar^2 = E phi (V - lo)(hi - V) = phi [(c - lo)(hi - c) - tau^2]``
+    is the reward variance averaged over prompts. Then ``var(mu) = tau^2 +
+    sigma_bar^2 mean(r) + mean(b)``, which solves to
+
+        tau^2 = [var(mu) - mean(b) - phi (c - lo)(hi - c) mean(r)] / (1 - phi mean(r)),
+
+    clipped to ``[0, (c - lo)(hi - c)]`` (no more spread than the range
+    allows): the method of moments of the beta-binomial model for 0/1 rewards
+    (``phi = 1``), its quasi-likelihood analogue for graded ones. Every
+    quantity for prompt ``k`` comes from the *other* valid prompts, so nothing
+    here depends on prompt ``k``'s rewards.
+
+    Parameters
+    ----------
+    mu, ratio, bias2 : ndarray (p,)
+        Per-prompt estimates, their ``sum w^2 / (sum w)^2`` and squared bias.
+    valid : ndarray of bool (p,)
+        Prompts with an estimate.
+    phi, lo, hi : float
+        Dispersion and reward range (:func:`dispersion`).
+    prior : ndarray (5,), optional
+        ``(count, sum mu, sum mu^2, sum r, sum b)`` of earlier prompts (e.g.
+        past steps' estimates, discounted), pooled with the other prompts.
+
+    Returns
+    -------
+    center, tau2, sigma2 : ndarray (p,)
+        ``center`` is NaN where no other prompt is valid; ``tau2`` and
+        ``sigma2`` NaN where fewer than three are, or where the others' data
+        cannot separate the spread of values from noise (``phi mean(r) >= 1``:
+        single 0/1 rewards).
+
+    Examples
+    --------
+    >>> mu = np.array([0.2, 0.4, 0.6, 0.8])
+    >>> c, t, s = loo_shrinkage(mu, np.full(4, 0.1), np.zeros(4), np.ones(4, bool), 1.0, 0.0, 1.0)
+    >>> c.round(3), t.round(3)   # prompt 0: others 0.4, 0.6, 0.8 -> (0.04 - 0.24 * 0.1) / (1 - 0.1)
+    (array([0.6  , 0.533, 0.467, 0.4  ]), array([0.018, 0.076, 0.076, 0.018]))
+    """
+    v = valid.astype(np.float64)
+    mu0, r0, b0 = (np.where(valid, a, 0.0) for a in (mu, ratio, bias2))
+    k0, k1, k2, kr, kb = np.zeros(5) if prior is None else np.asarray(prior, dtype=np.float64)
+    n = v.sum() - v + k0
+    n1 = np.maximum(n, 1.0)
+    center = (np.sum(mu0) - mu0 + k1) / n1
+    spread = ((np.sum(mu0 * mu0) - mu0 * mu0 + k2) - n * center * center) / np.maximum(n - 1.0, 1.0)
+    rbar, bbar = (np.sum(r0) - r0 + kr) / n1, (np.sum(b0) - b0 + kb) / n1
+    top = np.maximum((center - lo) * (hi - center), 0.0)
+    den = 1.0 - phi * rbar
+    ok = (n >= 3) & (den > 0)
+    tau2 = np.clip((spread - bbar - phi * top * rbar) / np.where(ok, den, 1.0), 0.0, top)
+    return (np.where(n > 0, center, np.nan), np.where(ok, tau2, np.nan),
+            np.where(ok, phi * (top - tau2), np.nan))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- state
+_SUMS = ("W", "W2", "S", "D")
+
+
+class _WindowBank:
+    """Per-prompt exponentially weighted sums at every time constant, updated recursively.
+
+    Row ``r`` holds, as of step ``last[r]``, for each window ``L_h`` (``rho_h =
+    exp(-1/L_h)``, ``lag`` = steps before ``last``): ``W = sum rho^lag n``,
+    ``W2 = sum rho^(2 lag) n`` (squared weight per reward), ``S = sum rho^lag
+    sum Z``, ``D = sum rho^lag lag n`` (for the mean lag), and for the widest
+    window ``Q = sum rho^lag sum Z^2``. Moving to step ``i`` multiplies by
+    ``rho^(i - last)`` (and shifts every lag by ``i - last``): the exact kernel
+    sums of the exponential kernel, with O(H) memory per prompt whatever the
+    history's length.
+    """
+
+    def __init__(self, windows):
+        self.windows = np.asarray(windows, dtype=np.float64)
+        self._index: dict = {}
+        self._keys: list = []
+        H = self.windows.shape[0]
+        self.W, self.W2, self.S, self.D = (np.zeros((8, H)) for _ in _SUMS)
+        self.Q = np.zeros(8)
+        self.last = np.zeros(8, dtype=np.int64)
+        self.last_sweep = 0
+
+    def __len__(self):
+        return len(self._keys)
+
+    def rows(self, keys, create=False):
+        out = key_rows(self._index, self._keys, keys, create)
+        size = self.last.shape[0]
+        if create and len(self._keys) > size:
+            extra = max(len(self._keys), 2 * size) - size
+            for name in _SUMS:
+                a = getattr(self, name)
+                setattr(self, name, np.concatenate([a, np.zeros((extra, a.shape[1]))]))
+            self.Q = np.concatenate([self.Q, np.zeros(extra)])
+            self.last = np.concatenate([self.last, np.zeros(extra, dtype=np.int64)])
+        return out
+
+    def at(self, rows, step):
+        """Sums ``(W, W2, S, D, Q)`` at ``step`` (history only) for ``rows`` (``-1``: unknown, zeros)."""
+        known = rows >= 0
+        r = np.maximum(rows, 0)
+        lag = np.where(known, step - self.last[r], 0).astype(np.float64)[:, None]
+        f = np.exp(-lag / self.windows[None, :]) * known[:, None]
+        W = self.W[r] * f
+        return W, self.W2[r] * f * f, self.S[r] * f, self.D[r] * f + lag * W, self.Q[r] * f[:, -1]
+
+    def add(self, keys, counts, sums, sumsq, step):
+        rows = self.rows(keys, create=True)
+        W, W2, S, D, Q = self.at(rows, step)  # new rows have zero sums: they stay zero
+        self.W[rows] = W + counts[:, None]
+        self.W2[rows] = W2 + counts[:, None]
+        self.S[rows] = S + sums[:, None]
+        self.D[rows] = D
+        self.Q[rows] = Q + sumsq
+        self.last[rows] = step
+
+    def forget(self, step):
+        """Every ``_SWEEP_EVERY`` steps, drop prompts whose every weight fell below ``_FORGET``."""
+        if step - self.last_sweep < _SWEEP_EVERY:
+            return
+        self.last_sweep = step
+        p = len(self._keys)
+        stale = (step - self.last[:p]) > -np.log(_FORGET) * self.windows[-1]
+        if not stale.any():
+            return
+        keep = np.flatnonzero(~stale)
+        self._keys = [self._keys[i] for i in keep]
+        self._index = {k: i for i, k in enumerate(self._keys)}
+        for name in _SUMS + ("Q", "last"):
+            arr = getattr(self, name)
+            new = np.zeros_like(arr)
+            new[: keep.size] = arr[keep]
+            setattr(self, name, new)
+
+    def state_dict(self):
+        p = len(self._keys)
+        arrays = {n: getattr(self, n)[:p].copy() for n in _SUMS + ("Q", "last")}
+        return {"keys": list(self._keys), "last_sweep": self.last_sweep, **arrays}
+
+    def checked(self, state):
+        """Validated copies of a :meth:`state_dict` (raises, changing nothing, if malformed)."""
+        keys = list(state["keys"])
+        p, H = len(keys), self.windows.shape[0]
+        if len(set(keys)) != p:
+            raise ValueError("window-bank state has duplicate prompt keys.")
+        out = {"keys": keys, "last_sweep": int(state["last_sweep"])}
+        shapes = {**{n: ((p, H), np.float64) for n in _SUMS}, "Q": ((p,), np.float64), "last": ((p,), np.int64)}
+        for name, (shape, dtype) in shapes.items():
+            arr = np.array(state[name], dtype=dtype)
+            if arr.shape != shape or not np.all(np.isfinite(arr)):
+                raise ValueError(f"window-bank state {name!r} must be finite with shape {shape}, got {arr.shape}.")
+            out[name] = arr
+        return out
+
+    def load(self, checked):
+        p = len(checked["keys"])
+        size = max(8, p)
+        self._keys = checked["keys"]
+        self.last_sweep = checked["last_sweep"]
+        self._index = {k: i for i, k in enumerate(self._keys)}
+        for name in _SUMS + ("Q", "last"):
+            arr = checked[name]
+            new = np.zeros((size,) + arr.shape[1:], dtype=arr.dtype)
+            new[:p] = arr
+            setattr(self, name, new)
+
+
+# --------------------------------------------------------------------------- estimator
+@register_estimator("kae_auto")
+class KAEAuto(StatefulEstimator):
+    r"""KAE whose window adapts per prompt and over time, pooled across prompts by empirical Bayes.
+
+    **Model.** Prompt ``x`` has value ``V_t(x)`` at step ``t``; its rewards
+    are independent with mean ``V_t`` and variance ``sigma^2 = phi (V_t -
+    lo)(hi - V_t)`` in ``[lo, hi]`` = ``reward_range`` (``phi = 1`` exactly
+    for 0/1 rewards, ``phi < 1`` for graded ones; :func:`dispersion`). At step
+    ``i`` a response ``g`` has its prompt's past rewards and the other ``G - 1``
+    responses of its group.
+
+    **A bank of KAE windows.** For each time constant ``L`` of ``windows``
+    (steps; default 1, 2, 4, ..., 512), the paper's leave-one-out estimate
+    with the exponential kernel (its sensitivity-study kernel) in absolute
+    steps, ``rho = exp(-1/L)``,
+
+        V_L = [sum_hist rho^(i - I_j) Z_j + sum_{k != g} Z_k] / [sum_hist rho^(i - I_j) + G - 1],
+
+    plus ``L = 0``: the other ``G - 1`` responses alone (RLOO). The kernel
+    sums obey ``S_i = rho^(i - t) S_t + (new rewards)``, so the bank costs
+    O(H) memory and work per prompt and step whatever the history's length
+    (:class:`_WindowBank`).
+
+    **Why the window must adapt (bias and variance).** With ``n_L = (sum
+    w)^2 / sum w^2`` effective rewards and mean lag ``lambda_L = sum w lag /
+    sum w``, a value drifting at ``delta`` per step gives
+
+        MSE(V_L) = sigma^2 / n_L + delta^2 lambda_L^2,
+
+    minimised by ``lambda ~ (sigma^2 / (G delta^2))^(1/3)``: the best window
+    shrinks as the drift speeds up and grows with the reward noise, and
+    ``n_L``, ``lambda_L`` differ by prompt and step (the schedule serves a
+    prompt in blocks; a new prompt has no past; after an abrupt change
+    everything older is biased). No fixed ``h`` fits them all; KAE's
+    relative window ``i h`` even grows while the drift does not slow.
+
+    **Choosing it.** For every response and window the MSE above is
+    estimated and the smallest taken:
+
+    * ``sigma^2 / n_L`` from the response's own weights and its prompt's
+      reward variance (posterior mean of ``phi (V - lo)(hi - V)`` under a
+      beta prior fitted to the other prompts, :meth:`_variance`);
+    * ``delta_L^2 lambda_L^2`` with ``lambda_L`` the response's own mean lag
+      and ``delta_L^2`` a drift speed pooled over prompts by forward
+      validation: at every update each new reward is predicted by every
+      window, and ``E (Z - V_L)^2 = sigma^2 (1 + 1/n_L) + delta_L^2
+      lambda_L^2``; the excess over the noise part (``sigma^2`` pooled from
+      each prediction's narrowest window, which does not lag) is summed with
+      a memory of ``drift_memory`` steps, and only its part beyond ``z``
+      standard errors is kept (no drift seen: ``delta = 0``, the widest
+      window: the propagation condition below);
+    * capped by a per-prompt Lepski test (:func:`lepski_select`): no window
+      whose estimate leaves the ``z``-standard-error band of a narrower one,
+      so a prompt whose own data show a change bigger than the pooled drift
+      explains is not smoothed across it. Lepski (1991) and Goldenshluger and
+      Nemirovski (1997): this attains the oracle window's rate without
+      knowing ``delta``.
+
+    ``z = 2.4`` is fixed by the propagation condition (Spokoiny, 2009), not by
+    results: with no drift the Lepski cap keeps the widest window for >= 95%
+    of responses at every ``G`` (:func:`propagation_critical_value`).
+
+    **Pooling across prompts (empirical Bayes).** The chosen estimate, with
+    error variance ``t = sigma_bar^2 / n_L + delta_L^2 lambda_L^2``, is
+    shrunk to the mean ``c`` of the other prompts' estimates by ``B = t / (t
+    + tau^2)``; ``tau^2`` (spread of the values) and ``sigma_bar^2 = phi
+    [(c - lo)(hi - c) - tau^2]`` come from the beta-binomial method of
+    moments over the batch's other prompts and the past steps' estimates
+    (memory ``drift_memory``; :func:`loo_shrinkage`). For 0/1 rewards this
+    is the posterior mean under a beta prior: a prompt with few rewards
+    moves towards the population, an easy or impossible prompt keeps its
+    value once its data say so, and a prompt never seen gets ``c``.
+
+    **Leave-one-out everywhere.** Response ``g``'s windows, variance and mean
+    lag use the history and the other ``G - 1`` responses; ``c``,
+    ``tau^2``, ``sigma_bar^2`` use only other prompts and past steps;
+    ``phi``, ``delta`` and the prior only past steps. So the baseline does not
+    depend on the response's own reward: the policy gradient stays unbiased.
+    Nothing at all (``G = 1``, a lone new prompt): the global running mean
+    (0 before any update), as KAE.
+
+    Parameters
+    ----------
+    windows : sequence of float, optional
+        Time constants in steps, increasing (default 1, 2, 4, ..., 512).
+    z : float, default 2.4
+        Critical value of the Lepski cap and of the drift evidence.
+    drift_memory : float, default 8.0
+        Memory (steps) of the pooled drift and prior estimates: the paper's
+        block length J (8-10), the scale on which the schedule changes.
+    shrink : bool, default True
+        Empirical-Bayes pooling across prompts.
+    reward_range : (float, float), default (0.0, 1.0)
+        Bounds of the rewards (the variance model); rewards outside raise.
+
+    Attributes
+    ----------
+    window_ : ndarray (n,)
+        Time constant chosen for each response of the last :meth:`compute`
+        (0: the current group alone; NaN: nothing to estimate from).
+    shrinkage_ : ndarray (n,)
+        Its shrinkage factor ``B``.
+    drift2_ : ndarray (H,)
+        Pooled squared drift speed per window (0 where no drift is evident).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> est = KAEAuto()
+    >>> rng = np.random.default_rng(0)
+    >>> for i in range(1, 41):           # 8 prompts, values jump from 0.2 to 0.8 at step 21
+    ...     keys = np.repeat(np.arange(8), 4)
+    ...     z = (rng.random(32) < (0.2 if i <= 20 else 0.8)).astype(float)
+    ...     if i in (20, 40):
+    ...         res = est.compute(keys, z, step=i)
+    ...         print(i, float(np.median(est.window_)), round(float(res.baselines.mean()), 2))
+    ...     est.update(keys, z, step=i)
+    20 512.0 0.2
+    40 4.0 0.8
+    """
+
+    def __init__(self, windows=None, z=Z_PROPAGATION, drift_memory=8.0, shrink=True, reward_range=(0.0, 1.0)):
+        super().__init__()
+        w = np.asarray(DEFAULT_WINDOWS if windows is None else windows, dtype=np.float64).reshape(-1)
+        if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w <= 0) or np.any(np.diff(w) <= 0):
+            raise ValueError(f"windows must be increasing, finite time constants > 0 (steps), got {windows!r}.")
+        self.windows = w
+        self.z = check_positive("z", z)
+        self.drift_memory = check_positive("drift_memory", drift_memory)
+        self.shrink = bool(shrink)
+        try:
+            lo, hi = (float(v) for v in reward_range)
+        except (TypeError, ValueError):
+            raise TypeError(f"reward_range must be a pair (low, high) of numbers, got {reward_range!r}.") from None
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise ValueError(f"reward_range must be finite with low < high, got {reward_range!r}.")
+        self.reward_range = (lo, hi)
+        self._params = {"windows": w.tolist(), "z": self.z, "drift_memory": self.drift_memory,
+                        "shrink": self.shrink, "reward_range": [lo, hi]}  # fmt: skip
+        self.bank = _WindowBank(w)
+        # Pooled, discounted statistics of past steps: drift evidence per window (sum of excess errors, of
+        # their squares, of squared mean lags) and the prior's moments (count, sum mu, sum mu^2, sum r, sum b).
+        self._drift = np.zeros((3, w.shape[0]))
+        self._prior = np.zeros(5)
+        self._pooled_step = 0
+        self.window_ = np.zeros(0)
+        self.shrinkage_ = np.zeros(0)
+        self._cache = None
+
+    @property
+    def drift2_(self) -> np.ndarray:
+        num, sq, den = self._drift
+        evident = np.maximum(num - self.z * np.sqrt(sq), 0.0)
+        return np.where(den > 0, evident / np.where(den > 0, den, 1.0), 0.0)
+
+    def _check_range(self, batch: Batch):
+        lo, hi = self.reward_range
+        if np.any(batch.z < lo) or np.any(batch.z > hi):
+            raise ValueError(
+                f"kae_auto got rewards outside reward_range={self.reward_range} (min {batch.z.min():.4g}, max "
+                f"{batch.z.max():.4g}); build it with reward_range=(low, high) covering every reward."
+            )
+
+    # ---------------------------------------------------------------- pieces
+    def _history(self, batch: Batch):
+        """Past sums of the batch's prompts, the dispersion ``phi`` and the beta prior ``(c, a)``."""
+        lo, hi = self.reward_range
+        W, W2, S, D, Q = self.bank.at(self.bank.rows(batch.uniq), batch.step)
+        phi = dispersion(W[:, -1], W2[:, -1], S[:, -1], Q, lo, hi)
+        none = np.zeros(1, dtype=bool)
+        c, tau2, _ = (float(a[0]) for a in loo_shrinkage(none * 0.0, none * 0.0, none * 0.0, none, phi, lo, hi,
+                                                          prior=self._prior))  # fmt: skip
+        if not (np.isfinite(c) and np.isfinite(tau2)):
+            c, a = 0.5 * (lo + hi), 1.0  # Jeffreys
+        else:
+            a = (c - lo) * (hi - c) / tau2 - 1.0 if tau2 > 0 else np.inf
+        return (W, W2, S, D), phi, (c, a)
+
+    def _assess(self, hist, counts, sums, phi, prior):
+        """Per row and window (column 0: the current rewards alone): estimate, ``r = sum w^2 / (sum w)^2``,
+        mean lag; and the row's reward variance."""
+        hW, hW2, hS, hD = hist
+        m, H = hW.shape
+        W, W2, S, D = (np.empty((m, H + 1)) for _ in range(4))
+        W[:, 0] = W2[:, 0] = counts
+        W[:, 1:] = hW + counts[:, None]
+        W2[:, 1:] = hW2 + counts[:, None]
+        S[:, 0] = sums
+        S[:, 1:] = hS + sums[:, None]
+        D[:, 0] = 0.0
+        D[:, 1:] = hD
+        defined = W > 0
+        Wd = np.where(defined, W, 1.0)
+        est = np.where(defined, S / Wd, np.nan)
+        ratio = np.where(defined, W2 / (Wd * Wd), np.inf)
+        lag = np.where(defined, D / Wd, 0.0)
+        return est, ratio, lag, self._variance(est[:, -1], ratio[:, -1], phi, prior)
+
+    def _variance(self, m, ratio, phi, prior):
+        """Posterior mean of ``phi (V - lo)(hi - V)`` given the widest window's estimate ``m``.
+
+        Beta prior with mean ``c`` and strength ``a`` (``_history``), the window's ``n = 1 / r``
+        effective rewards: ``m' = (n m + a c) / (n + a)`` and ``E[(V - lo)(hi - V) | data] =
+        (m' - lo)(hi - m') (n + a) / (n + a + 1)``. Unbiased on average over prompts; the plug-in
+        ``(m - lo)(hi - m)`` is biased by ``-Var(m)``, and is 0 for a prompt seen twice at 0.
+        """
+        lo, hi = self.reward_range
+        c, a = prior
+        n = np.where(np.isfinite(m), 1.0 / ratio, 0.0)
+        if np.isinf(a):  # tau^2 = 0: every prompt has the value c
+            return np.full(n.shape, phi * (c - lo) * (hi - c))
+        post = (n * np.nan_to_num(m) + a * c) / (n + a)
+        return phi * (post - lo) * (hi - post) * (n + a) / (n + a + 1.0)
+
+    def _choose(self, est, ratio, lag, sigma2):
+        """Window per row: least estimated MSE, capped by the Lepski test. Returns the estimate, its ``r``,
+        its squared drift bias and the window index (-1: none)."""
+        defined = np.isfinite(est)
+        var = np.where(defined, sigma2[:, None] * np.where(defined, ratio, 0.0), np.inf)
+        bias2 = np.concatenate([[0.0], self.drift2_])[None, :] * lag * lag
+        k = np.argmin(var + bias2, axis=1)
+        k = np.where(defined.any(axis=1), np.minimum(k, lepski_select(est, var, self.z)), -1)
+        r, kk = np.arange(est.shape[0]), np.maximum(k, 0)
+        has = k >= 0
+        return (np.where(has, est[r, kk], np.nan), np.where(has, ratio[r, kk], np.inf),
+                np.where(has, bias2[r, kk], 0.0), k)  # fmt: skip
+
+    def _per_response(self, batch: Batch, hist, phi, prior):
+        """Leave-one-out windows of every response: its history plus the other ``G - 1`` responses."""
+        inv = batch.inverse
+        return self._assess(tuple(a[inv] for a in hist), batch.counts[inv] - 1.0, batch.sums[inv] - batch.z,
+                            phi, prior)  # fmt: skip
+
+    def _analysis(self, batch: Batch):
+        """Everything ``compute`` and ``update`` both need from the state at this step: the batch's past
+        sums, ``phi``, the prior, each response's windows and each prompt's chosen estimate.
+
+        ``update`` normally follows ``compute`` on the same batch, and ``compute`` changes nothing it
+        reads, so the analysis is kept for that one call (and checked to be for the same batch)."""
+        c = self._cache
+        if (c is not None and c[0] == batch.step and c[1] == batch.uniq and np.array_equal(c[2], batch.inverse)
+                and np.array_equal(c[3], batch.z)):  # fmt: skip
+            return c[4]
+        hist, phi, prior = self._history(batch)
+        responses = self._per_response(batch, hist, phi, prior)
+        prompts = self._choose(*self._assess(hist, batch.counts, batch.sums, phi, prior))
+        out = (phi, responses, prompts)
+        self._cache = (batch.step, batch.uniq, batch.inverse, batch.z, out)
+        return out
+
+    # ---------------------------------------------------------------- protocol
+    def _compute(self, batch: Batch):
+        self._check_range(batch)
+        phi, responses, prompts = self._analysis(batch)
+        v, r, b2, k = self._choose(*responses)
+        self.window_ = np.where(k > 0, self.windows[np.maximum(k - 1, 0)], np.where(k == 0, 0.0, np.nan))
+        B = np.zeros(v.shape)
+        base = v
+        if self.shrink:
+            # Per prompt with its whole group: the estimates the other prompts are shrunk towards.
+            mu, mr, mb2, _ = prompts
+            center, tau2, sigma2_bar = loo_shrinkage(mu, mr, mb2, np.isfinite(mu), phi, *self.reward_range,
+                                                     prior=self._prior)  # fmt: skip
+            inv = batch.inverse
+            c, t2 = center[inv], tau2[inv]
+            own, pooled = np.isfinite(v), np.isfinite(t2)
+            t = np.where(own & pooled, sigma2_bar[inv] * np.where(own, r, 0.0) + b2, 0.0)
+            tot = t + np.where(pooled, t2, 0.0)
+            B = np.where(own, np.where(pooled & (tot > 0), t / np.where(tot > 0, tot, 1.0), 0.0), 1.0)
+            shrunk = c + (1.0 - B) * (np.nan_to_num(v) - c)
+            base = np.where(np.isfinite(shrunk), shrunk, v)
+        base = np.where(np.isfinite(base), base, self.global_mean)
+        self.shrinkage_ = B
+        return batch.z - base, base
+
+    def _update(self, batch: Batch) -> None:
+        self._check_range(batch)
+        _, (est, ratio, lag, _), (mu, mr, mb2, _) = self._analysis(batch)
+        self._cache = None  # the state changes below
+        decay = np.exp(-(batch.step - self._pooled_step) / self.drift_memory)
+        # Forward validation of every window on the rewards with a past: E (Z - V_L)^2 = sigma^2 (1 + r_L)
+        # + delta_L^2 lambda_L^2. sigma^2 is pooled from each prediction's narrowest window (the current
+        # group, unbiased; else the last steps), not from a model of V, which drift would bias.
+        rows = np.flatnonzero(np.isfinite(est[:, 1:]).all(axis=1))
+        if rows.size:
+            err2 = (batch.z[rows, None] - est[rows]) ** 2
+            ref = np.where(np.isfinite(est[rows, 0]), 0, 1)
+            pick = np.arange(rows.size)
+            s2 = err2[pick, ref].sum() / (1.0 + ratio[rows][pick, ref]).sum()
+            excess = err2[:, 1:] - s2 * (1.0 + ratio[rows, 1:])
+            new = np.stack([excess.sum(axis=0), (excess * excess).sum(axis=0), (lag[rows, 1:] ** 2).sum(axis=0)])
+        else:
+            new = np.zeros_like(self._drift)
+        self._drift = np.array([decay, decay * decay, decay])[:, None] * self._drift + new
+        ok = np.isfinite(mu)
+        mu, mr, mb2 = mu[ok], mr[ok], mb2[ok]
+        self._prior = decay * self._prior + np.array([mu.size, mu.sum(), mu @ mu, mr.sum(), mb2.sum()])
+        self._pooled_step = batch.step
+        self.bank.add(batch.uniq, batch.counts, batch.sums, batch.group_sum(batch.z * batch.z), batch.step)
+        self.bank.forget(batch.step)
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["bank"] = self.bank.state_dict()
+        state["pooled"] = {"drift": self._drift.copy(), "prior": self._prior.copy(), "step": self._pooled_step}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        # Validate everything first: a failed load changes nothing.
+        bank = self.bank.checked(state["bank"])
+        pooled = state["pooled"]
+        drift = np.array(pooled["drift"], dtype=np.float64)
+        prior = np.array(pooled["prior"], dtype=np.float64)
+        if drift.shape != self._drift.shape or prior.shape != (5,):
+            raise ValueError(f"pooled state must hold drift {self._drift.shape} and prior (5,), got {drift.shape}, "
+                             f"{prior.shape}; was it saved with other windows?")  # fmt: skip
+        if not (np.all(np.isfinite(drift)) and np.all(np.isfinite(prior))):
+            raise ValueError("pooled state holds NaN or inf.")
+        step = int(pooled["step"])
+        super().load_state_dict(state)
+        self.bank.load(bank)
+        self._drift, self._prior, self._pooled_step = drift, prior, step
+        self._cache = None
