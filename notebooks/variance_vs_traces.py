@@ -25,8 +25,11 @@
 # * **gradient MSE**: $\lVert \hat g - \nabla J\rVert^2$ with
 #   $\hat g = \frac1n\sum_x \frac1G\sum_g A_g\,(e_{a_g}-\pi(\cdot|x))$.
 #
-# All estimators are evaluated on the *same* samples at every step (paired comparisons). Runs take
-# well under two minutes on two CPU cores. Figures go to `figures/` (or `$KERNELVALUE_FIGURES`).
+# All estimators are evaluated on the *same* samples at every step (paired comparisons). Sections 1-6
+# take well under two minutes on two CPU cores. Section 7 (beyond the paper: `kae_auto` on a suite of
+# scenarios) runs a small configuration by default (the CI run) and the full suite, 10 seeds, when
+# `KERNELVALUE_FULL=1` (about half an hour on two busy cores); the committed notebook holds the full run.
+# Figures go to `figures/` (or `$KERNELVALUE_FIGURES`).
 
 # %%
 import os
@@ -61,8 +64,10 @@ pd.set_option("display.precision", 4)
 SMOOTHERS = ("kae", "kae_ll", "kae_shrink")  # estimators that take a bandwidth h
 H_DEFAULT = 0.5
 NAMES = sorted(ESTIMATORS)
+FULL = os.environ.get("KERNELVALUE_FULL", "") not in ("", "0")
 print("estimators:", ", ".join(NAMES))
 print("figures ->", FIG_DIR.resolve())
+print("section 7:", "full suite" if FULL else "small CI configuration (KERNELVALUE_FULL=1 for the full suite)")
 
 
 def specs(h=H_DEFAULT, names=NAMES):
@@ -113,7 +118,8 @@ STYLE = {"kae": ("C3", "o", "-"), "kae_ll": ("C3", "s", "--"), "kae_shrink": ("C
          "kae_cv": ("C3", "D", "-."), "grpo": ("C0", "o", "-"), "drgrpo": ("C0", "s", "--"),
          "gpg": ("C0", "^", ":"), "rloo": ("C0", "D", "-."), "reinforce": ("C2", "o", "-"),
          "reinforce_pp": ("C2", "s", "--"), "oracle": ("k", "x", "-"), "spo": ("C4", "o", "-"),
-         "krpo": ("C4", "s", "--"), "jspo": ("C4", "^", ":"), "ema": ("C4", "D", "-.")}  # fmt: skip
+         "krpo": ("C4", "s", "--"), "jspo": ("C4", "^", ":"), "ema": ("C4", "D", "-."),
+         "kae_auto": ("C1", "*", "-")}  # fmt: skip
 
 
 def plot_lines(ax, table, skip=()):
@@ -345,7 +351,8 @@ def mean_mse(b, d, spec, n, G, evals, seed=0):
 
 fam = {"kae@0.5": ("kae", {"bandwidth": 0.5}), "kae@0.2": ("kae", {"bandwidth": 0.2}),
        "kae@0.05": ("kae", {"bandwidth": 0.05}), "kae_ll@0.5": ("kae_ll", {"bandwidth": 0.5}),
-       "kae_shrink@0.5": ("kae_shrink", {"bandwidth": 0.5}), "kae_cv": "kae_cv", "rloo": "rloo"}  # fmt: skip
+       "kae_shrink@0.5": ("kae_shrink", {"bandwidth": 0.5}), "kae_cv": "kae_cv", "kae_auto": "kae_auto",
+       "rloo": "rloo"}  # fmt: skip
 similar = SoftmaxBandit.random(200, 4, difficulty_scale=0.2, action_scale=0.2, seed=0)
 spread = SoftmaxBandit.random(200, 4, difficulty_scale=3.0, action_scale=1.5, seed=0)
 settings = {
@@ -385,4 +392,219 @@ cv = get_estimator("kae_cv")
 run_comparison(b_fast, {"kae_cv": cv}, n_steps=100, G=4, drift=d_fast, eval_steps=[100], seed=0)
 print(f"kae_cv selected h = {cv.bandwidth:.3f} under the fast drift "
       f"(grid {np.round(cv.grid, 3).tolist()})")  # fmt: skip
+print(f"sections 1-6 run time: {time.perf_counter() - T0:.1f} s")
+
+# %% [markdown]
+# ## 7. Beyond the paper: `kae_auto`, an adaptive window with empirical-Bayes pooling
+#
+# Sections 2-6 show what the issue (#12) reported: KAE's value error is far below GRPO's, but SPO's
+# Beta tracker beats KAE at small $G$, KRPO at $G\le2$, and no fixed $h$ suits every drift. `kae_auto`
+# (`kernelvalue.advantage.adaptive`; its docstring has the derivation) does the two things the paper
+# names as future work:
+#
+# * **an adaptive bandwidth.** A bank of KAE windows (exponential kernel, time constants
+#   $L=1,2,\dots,512$ steps, plus the current group alone) is kept by recursion, $O(H)$ per prompt. For
+#   every response it estimates each window's MSE,
+#   $$\mathrm{MSE}(\hat V_L)\approx \frac{\sigma^2}{n_L} + \delta_L^2\,\lambda_L^2,$$
+#   with $n_L$ and the mean lag $\lambda_L$ from that response's own data and the drift speed
+#   $\delta_L^2$ pooled over prompts by forward validation (each new reward is predicted by every
+#   window; the excess squared error over the noise is the squared bias), and takes the smallest;
+#   a per-prompt Lepski test (on Anscombe's variance-stabilised scale) caps the window where the
+#   prompt's own data show a change. With no
+#   drift the window grows as far as the history goes; after an abrupt change it shrinks within a
+#   few steps and regrows as the stale rewards decay.
+# * **cross-prompt shrinkage combined with cross-step smoothing**: the chosen estimate is shrunk to the
+#   mean of the other prompts by $B=t/(t+\tau^2)$, $t$ its own error variance, with $\tau^2$ and the
+#   pooled reward variance from the beta-binomial method of moments (for 0/1 rewards, the posterior
+#   mean under a beta prior), and the reward variance model $\phi\,(V-\mathrm{lo})(\mathrm{hi}-V)$
+#   with $\phi=1$ exactly for 0/1 rewards and estimated for graded ones.
+#
+# Everything a response's baseline uses leaves that response out (the other $G-1$ responses, other
+# prompts, past steps), so the policy gradient stays unbiased.
+#
+# ### 7.1 The scenario suite
+#
+# `kernelvalue.bandits.SCENARIOS`: seven situations with exactly known values, each replicated over
+# seeds (fresh prompts, drift and rewards per seed; all estimators paired within a run).
+# `run_suite` runs any registry estimators on it; `suite_summary` and `compare_on_suite` give
+# seed-level 95% t intervals (paired differences for comparisons).
+
+# %%
+from kernelvalue.bandits import SCENARIOS, Scenario, compare_on_suite, run_suite, suite_summary  # noqa: E402
+
+display(pd.DataFrame({n: {"description": s.description} for n, s in SCENARIOS.items()}).T)
+
+PEERS = ["spo", "krpo", "jspo", "ema", "grpo", "rloo", "reinforce_pp"]
+FAMILY = ["kae", "kae_ll", "kae_cv", "kae_shrink", "kae_auto"]
+FIXED_H = {f"kae@{h}": ("kae", {"bandwidth": h}) for h in (0.05, 0.5, 1.0)}  # "kae" itself is h = 0.2
+FIXED_L = {f"auto@L{L}": ("kae_auto", {"windows": [float(L)]}) for L in (4, 16, 64, 512)}  # one window
+SUITE_SPECS = {**{n: n for n in PEERS + FAMILY}, **FIXED_H, **FIXED_L}
+if FULL:
+    SUITE = dict(Gs=(1, 2, 4, 8, 16), seeds=range(100, 110), n_steps=200)
+else:  # the CI run: every scenario, two G, two seeds, short runs
+    SUITE = dict(Gs=(1, 4), seeds=range(100, 102), n_steps=40)
+t_suite = time.perf_counter()
+suite = run_suite(SUITE_SPECS, **SUITE)
+print(f"suite: {len(SCENARIOS)} scenarios x G {SUITE['Gs']} x {len(SUITE['seeds'])} seeds x "
+      f"{SUITE['n_steps']} steps, {suite.estimator.nunique()} estimators: {time.perf_counter() - t_suite:.0f} s")  # fmt: skip
+
+# %% [markdown]
+# ### 7.2 Value and gradient MSE per scenario and $G$, every estimator, with intervals
+
+# %%
+value = suite_summary(suite, "value_mse")
+grad = suite_summary(suite, "grad_mse", reference="oracle")
+SHOWN = PEERS + FAMILY
+GS7 = list(SUITE["Gs"])
+fig, axes = plt.subplots(2, len(SCENARIOS), figsize=(3.2 * len(SCENARIOS), 7.5), sharex=True)
+for col, name in enumerate(SCENARIOS):
+    for row, (table, label) in enumerate(((value, "value MSE"), (grad, "gradient MSE / oracle's"))):
+        ax = axes[row, col]
+        for est in SHOWN:
+            if row == 1 and est in ("grpo", "reinforce_pp"):
+                continue  # std-scaled advantages: another gradient scale
+            c, m, ls = STYLE.get(est, ("grey", ".", "-"))
+            t = table.xs((name, est), level=("scenario", "estimator")).reindex(GS7)
+            err = np.vstack([t["mean"] - t["ci_low"], t["ci_high"] - t["mean"]])
+            ax.errorbar(GS7, t["mean"], yerr=np.nan_to_num(err), color=c, marker=m, ls=ls, ms=3.5, lw=1.1,
+                        capsize=2, label=est, alpha=1.0 if est == "kae_auto" else 0.75)  # fmt: skip
+        ax.set(xscale="log", yscale="log", xticks=GS7)
+        ax.set_xticklabels([str(g) for g in GS7])
+        if row == 0:
+            ax.set_title(name, fontsize=10)
+        else:
+            ax.axhline(1.05, color="k", ls=":", lw=0.8)
+            ax.set_xlabel("G")
+        if col == 0:
+            ax.set_ylabel(label)
+axes[0, -1].legend(fontsize=6.5, ncol=2)
+fig.suptitle("Scenario suite: mean over seeds with 95% t intervals (dotted: oracle + 5%)", fontsize=11)
+fig.tight_layout()
+fig.savefig(FIG_DIR / "kae_auto_suite.png", dpi=110)
+plt.show()
+
+# %%
+print("value MSE, mean over seeds (rows: scenario, G):")
+display(value["mean"].unstack("estimator")[SHOWN])
+print("gradient MSE relative to the oracle's (paired per seed, mean over seeds):")
+display(grad["mean"].unstack("estimator")[[e for e in SHOWN if e not in ("grpo", "reinforce_pp")]])
+
+# %% [markdown]
+# ### 7.3 The targets, cell by cell
+#
+# * **value MSE vs the best peer** (chosen per cell on the same data, which favours the peer): the
+#   paired difference `kae_auto - best` with its 95% interval over seeds; `worse` only when the whole
+#   interval lies above 0;
+# * **vs plain KAE** (the paper's estimator, $h=0.2$), the same way;
+# * **gradient MSE within 5% of the oracle's** at $G\ge4$: the mean of the paired ratios.
+
+# %%
+vs_peer = compare_on_suite(suite, "kae_auto", PEERS)
+vs_kae = compare_on_suite(suite, "kae_auto", ["kae"])
+g_auto = grad.xs("kae_auto", level="estimator")
+targets = pd.DataFrame({
+    "best peer": vs_peer["best"], "kae_auto": vs_peer["candidate_mean"], "best peer MSE": vs_peer["best_mean"],
+    "ratio": vs_peer["ratio"], "diff CI low": vs_peer["ci_low"], "diff CI high": vs_peer["ci_high"],
+    "vs peer": vs_peer["verdict"], "ratio to kae": vs_kae["ratio"], "vs kae": vs_kae["verdict"],
+    "grad / oracle": g_auto["mean"], "grad CI high": g_auto["ci_high"],
+})  # fmt: skip
+display(targets)
+big = targets.index.get_level_values("G") >= 4
+print(f"value MSE: worse than the best peer in {(targets['vs peer'] == 'worse').sum()} of {len(targets)} cells, "
+      f"better in {(targets['vs peer'] == 'better').sum()}; mean ratio to the best peer over the suite "
+      f"{targets['ratio'].mean():.3f} (geometric {np.exp(np.log(targets['ratio']).mean()):.3f})")
+print(f"vs KAE: worse in {(targets['vs kae'] == 'worse').sum()} cells, better in "
+      f"{(targets['vs kae'] == 'better').sum()}; mean ratio {targets['ratio to kae'].mean():.3f}")
+print(f"gradient MSE within 5% of the oracle's at G >= 4: {(targets.loc[big, 'grad / oracle'] <= 1.05).sum()} of "
+      f"{big.sum()} cells; worst {targets.loc[big, 'grad / oracle'].max():.3f} "
+      f"({targets.loc[big, 'grad / oracle'].idxmax()})")  # fmt: skip
+best_grad = grad["mean"].unstack("estimator")[[e for e in SHOWN if e not in ("grpo", "reinforce_pp")]].min(axis=1)
+print("cells where no estimator is within 5% of the oracle (the frontier):",
+      [c for c in best_grad.index if c[1] >= 4 and best_grad[c] > 1.05])  # fmt: skip
+
+# %% [markdown]
+# ### 7.4 Does the adaptive window track the better of the fixed choices?
+#
+# The same suite carries KAE at four fixed relative bandwidths ($h$ = 0.05, 0.2, 0.5, 1) and
+# `kae_auto`'s own machinery restricted to one window ($L$ = 4, 16, 64, 512 steps: no choice left
+# except the current group alone). The best fixed choice differs by scenario and $G$ (an oracle
+# choice, made after the fact); the ratio of `kae_auto` to it shows what the adaptation buys.
+
+# %%
+wide = value["mean"].unstack("estimator")
+fixed_kae, fixed_L = ["kae"] + list(FIXED_H), list(FIXED_L)
+track = pd.DataFrame({
+    "best fixed h (KAE)": wide[fixed_kae].idxmin(axis=1), "kae_auto / best KAE h": wide["kae_auto"] / wide[fixed_kae].min(axis=1),
+    "best fixed L": wide[fixed_L].idxmin(axis=1), "kae_auto / best L": wide["kae_auto"] / wide[fixed_L].min(axis=1),
+    "worst L / best L": wide[fixed_L].max(axis=1) / wide[fixed_L].min(axis=1),
+})  # fmt: skip
+display(track)
+print(f"kae_auto / best fixed window (per cell): median {track['kae_auto / best L'].median():.3f}, "
+      f"max {track['kae_auto / best L'].max():.3f}; a wrong fixed window costs up to "
+      f"{track['worst L / best L'].max():.1f}x")  # fmt: skip
+
+# %% [markdown]
+# ### 7.5 Design changes after seeing results, and a held-out check
+#
+# The method was not fixed in one go. In order, on the development seeds 0-2 of this suite
+# (the seeds above, 100-109, were not used until the design was frozen):
+#
+# 1. *Lepski selection alone* (bank + per-prompt Lepski test, $z$ from the propagation condition,
+#    EB shrinkage with a plug-in per-prompt variance). It beat every peer at $G\ge4$ but lost to
+#    KRPO after the abrupt change at $G\le2$ (1.2-1.4x) and was 1.5x the best fixed window there:
+#    Lepski tolerates a bias up to $z$ standard errors of the *narrower* windows, several times the
+#    MSE-optimal bias.
+# 2. *Estimated MSE with a pooled drift speed* (forward validation) plus the Lepski cap; the drift
+#    evidence kept only beyond $z$ standard errors (the same propagation argument).
+# 3. *Unbiased reward variances*: the plug-in $(m-\mathrm{lo})(\mathrm{hi}-m)$ is biased by
+#    $-\mathrm{Var}(m)$, which matters for the drift test; replaced by the beta-posterior mean.
+# 4. *Beta-binomial moments pooled over past steps* for $\tau^2$ and the prior (the batch alone gives
+#    a noisy $\tau^2$ when histories are short: it lost to SPO's fixed Jeffreys prior at $G=1$
+#    without recurrence).
+# 5. *Drift-robust noise level*: the forward-validation excess subtracts $\sigma^2$ pooled from each
+#    prediction's narrowest window instead of a model of $V$, which the drift itself biases.
+# 6. *The Lepski cap on a variance-stabilised scale*. Section 6's "spread prompts" setting showed
+#    `kae_auto` behind KAE: the normal bands of the current group (three rewards) beside a prompt at
+#    0.99 are so tight that one failure "rejects" the history (raw $z$-score 5.7 for an event of
+#    probability 3%). Removing the cap helped at small $G$ and hurt at $G=16$, where it catches real
+#    changes; the plain arcsine scale over-stretched groups all at 0 or 1 at mid values, so the final
+#    test uses Anscombe's $\arcsin\sqrt{(nm+3/8)/(n+3/4)}$ with variance $1/(4n+2)$.
+#
+# Each change follows from a stated statistical argument, but each was prompted by a result, so the
+# final design is checked here on scenarios it never saw (different schedules, speeds, reward laws and
+# mixes) and on fresh seeds (200-204); the suite above used seeds 100-109, also never seen before the
+# design was frozen.
+
+# %%
+HELD_OUT = [
+    Scenario("static", "no drift at all (the propagation case)", drift=0.0),
+    Scenario("long_gap", "256 prompts, 32 per step, J = 4: a prompt recurs every 32 steps", n_prompts=256,
+             prompts_per_step=32, J=4, drift=1.5),
+    Scenario("graded_fast", "Beta rewards (concentration 8), logits move by N(0, 3^2) in half the run",
+             reward="beta", concentration=8.0, drift=3.0, drift_span=0.5),
+    Scenario("abrupt_mixed", "reward table redrawn at 30% of the run; 20% easy and 20% impossible prompts",
+             shift_at=0.3, easy=0.2, impossible=0.2),
+    Scenario("trained_fast", "oracle policy gradient with lr 1.0", drift=0.0, lr=1.0),
+    Scenario("once_graded", "no recurrence, J = 4, Beta rewards", recurrent=False, J=4, reward="beta"),
+]  # fmt: skip
+HELD = dict(Gs=(1, 2, 4, 8, 16), seeds=range(200, 205), n_steps=200) if FULL else dict(Gs=(2,), seeds=[200, 201],
+                                                                                         n_steps=30)  # fmt: skip
+held = run_suite({n: n for n in PEERS + ["kae", "kae_shrink", "kae_auto"]}, HELD_OUT, **HELD)
+h_peer = compare_on_suite(held, "kae_auto", PEERS)
+h_kae = compare_on_suite(held, "kae_auto", ["kae"])
+h_grad = suite_summary(held, "grad_mse", reference="oracle").xs("kae_auto", level="estimator")
+held_table = pd.DataFrame({"best peer": h_peer["best"], "ratio": h_peer["ratio"], "vs peer": h_peer["verdict"],
+                           "ratio to kae": h_kae["ratio"], "vs kae": h_kae["verdict"],
+                           "grad / oracle": h_grad["mean"]})  # fmt: skip
+display(held_table)
+hb = held_table.index.get_level_values("G") >= 4
+print(f"held-out: worse than the best peer in {(held_table['vs peer'] == 'worse').sum()} of {len(held_table)} "
+      f"cells (better in {(held_table['vs peer'] == 'better').sum()}), mean ratio {held_table['ratio'].mean():.3f}; "
+      f"worse than KAE in {(held_table['vs kae'] == 'worse').sum()}; gradient within 5% of the oracle at G >= 4 in "
+      f"{(held_table.loc[hb, 'grad / oracle'] <= 1.05).sum()} of {hb.sum()}")  # fmt: skip
 print(f"notebook run time: {time.perf_counter() - T0:.1f} s")
+
+# %% [markdown]
+# ### 7.6 Reading the results (the committed run: `KERNELVALUE_FULL=1`)
+#
+# RESULTS_TEXT

@@ -62,22 +62,26 @@ def lepski_select(estimates, variances, z):
     >>> lepski_select(est, np.full((2, 4), 0.01), z=2.0)    # 0.9 is 4 s.e. from 0.5: stop before it
     array([2, 3])
     """
-    est = np.asarray(estimates, dtype=np.float64)
-    half = z * np.sqrt(np.asarray(variances, dtype=np.float64))
-    defined = np.isfinite(est)
-    m, H = est.shape
+    # Windows on the first axis internally, so each step below is one vectorised pass over all rows.
+    est = np.ascontiguousarray(np.asarray(estimates, dtype=np.float64).T)
+    half = z * np.sqrt(np.asarray(variances, dtype=np.float64).T)
+    H, m = est.shape
     # |est_j - est_k| <= z sd_j for every narrower j  <=>  est_k lies in the intersection of the intervals
-    # est_j -/+ z sd_j, j < k: running max of the lower ends and min of the upper ends, O(H) per row.
-    # A tiny absolute slack keeps exactly equal estimates of noise-free rewards (sd 0) from rejecting.
-    low = np.where(defined, est - half, -np.inf)
-    high = np.where(defined, est + half, np.inf)
-    floor = np.column_stack([np.full(m, -np.inf), np.maximum.accumulate(low, axis=1)[:, :-1]])
-    ceil = np.column_stack([np.full(m, np.inf), np.minimum.accumulate(high, axis=1)[:, :-1]])
-    bad = defined & ((est < floor - 1e-12) | (est > ceil + 1e-12))
-    first_bad = np.where(bad.any(axis=1), np.argmax(bad, axis=1), H)
-    ok = defined & (np.arange(H)[None, :] < first_bad[:, None])
-    choice = H - 1 - np.argmax(ok[:, ::-1], axis=1)
-    return np.where(ok.any(axis=1), choice, -1).astype(np.int64)
+    # est_j -/+ z sd_j, j < k: a running max of the lower ends and min of the upper ends (fmax/fmin skip
+    # the NaNs of undefined windows), O(H) per row; the loop is over the H windows, not over rows
+    # (ufunc.accumulate is several times slower here). A tiny absolute slack keeps exactly equal estimates
+    # of noise-free rewards (sd 0) from rejecting. Comparisons with NaN are False: no test, no rejection.
+    bad = np.zeros((H, m), dtype=bool)
+    floor, ceil = est[0] - half[0], est[0] + half[0]
+    with np.errstate(invalid="ignore"):
+        for k in range(1, H):
+            bad[k] = (est[k] < floor - 1e-12) | (est[k] > ceil + 1e-12)
+            floor = np.fmax(floor, est[k] - half[k])
+            ceil = np.fmin(ceil, est[k] + half[k])
+    first_bad = np.where(bad.any(axis=0), np.argmax(bad, axis=0), H)
+    ok = np.isfinite(est) & (np.arange(H)[:, None] < first_bad[None, :])
+    choice = H - 1 - np.argmax(ok[::-1], axis=0)
+    return np.where(ok.any(axis=0), choice, -1).astype(np.int64)
 
 
 def _window_moments(G, windows, n_history):
@@ -387,7 +391,9 @@ class KAEAuto(StatefulEstimator):
       so a prompt whose own data show a change bigger than the pooled drift
       explains is not smoothed across it. Lepski (1991) and Goldenshluger and
       Nemirovski (1997): this attains the oracle window's rate without
-      knowing ``delta``.
+      knowing ``delta``. The test runs on Anscombe's variance-stabilised scale
+      (normal bands on the raw scale are far too tight for a few rewards of a
+      prompt near 0 or 1; :meth:`_choose`).
 
     ``z = 2.4`` is fixed by the propagation condition (Spokoiny, 2009), not by
     results: with no drift the Lepski cap keeps the widest window for >= 95%
@@ -545,14 +551,27 @@ class KAEAuto(StatefulEstimator):
         post = (n * np.nan_to_num(m) + a * c) / (n + a)
         return phi * (post - lo) * (hi - post) * (n + a) / (n + a + 1.0)
 
-    def _choose(self, est, ratio, lag, sigma2):
+    def _choose(self, est, ratio, lag, sigma2, phi):
         """Window per row: least estimated MSE, capped by the Lepski test. Returns the estimate, its ``r``,
-        its squared drift bias and the window index (-1: none)."""
-        defined = np.isfinite(est)
-        var = np.where(defined, sigma2[:, None] * np.where(defined, ratio, 0.0), np.inf)
+        its squared drift bias and the window index (-1: none).
+
+        The Lepski test runs on Anscombe's (1948) variance-stabilised scale: an estimate ``m`` (range
+        ``[0, 1]`` after rescaling) from ``n = 1 / (phi r)`` binomial-equivalent rewards becomes
+        ``asin(sqrt((n m + 3/8) / (n + 3/4)))`` with variance ``1 / (4 n + 2)`` whatever ``V``. On the raw
+        scale the normal bands of a narrow window beside a value near 0 or 1 are far too tight (three
+        rewards 1, 1, 0 of a prompt at 0.99 would look like a change); the plain arcsine without the 3/8
+        over-stretches a few rewards all at 0 or 1 (0 of 3 at V = 0.5 is common, not a change)."""
+        defined = np.isfinite(est)  # ratio is inf where a window has no data
         bias2 = np.concatenate([[0.0], self.drift2_])[None, :] * lag * lag
-        k = np.argmin(var + bias2, axis=1)
-        k = np.where(defined.any(axis=1), np.minimum(k, lepski_select(est, var, self.z)), -1)
+        with np.errstate(invalid="ignore"):  # 0 * inf where sigma^2 = 0: undefined anyway
+            risk = np.where(defined, sigma2[:, None] * ratio + bias2, np.inf)
+        k = np.argmin(risk, axis=1)
+        lo, hi = self.reward_range
+        n = 1.0 / (max(phi, 1e-12) * ratio)
+        m = np.clip((est - lo) / (hi - lo), 0.0, 1.0)
+        stable = np.arcsin(np.sqrt((n * m + 0.375) / (n + 0.75)))
+        cap = lepski_select(stable, 1.0 / (4.0 * n + 2.0), self.z)
+        k = np.where(defined.any(axis=1), np.minimum(k, cap), -1)
         r, kk = np.arange(est.shape[0]), np.maximum(k, 0)
         has = k >= 0
         return (np.where(has, est[r, kk], np.nan), np.where(has, ratio[r, kk], np.inf),
@@ -576,7 +595,7 @@ class KAEAuto(StatefulEstimator):
             return c[4]
         hist, phi, prior = self._history(batch)
         responses = self._per_response(batch, hist, phi, prior)
-        prompts = self._choose(*self._assess(hist, batch.counts, batch.sums, phi, prior))
+        prompts = self._choose(*self._assess(hist, batch.counts, batch.sums, phi, prior), phi)
         out = (phi, responses, prompts)
         self._cache = (batch.step, batch.uniq, batch.inverse, batch.z, out)
         return out
@@ -585,7 +604,7 @@ class KAEAuto(StatefulEstimator):
     def _compute(self, batch: Batch):
         self._check_range(batch)
         phi, responses, prompts = self._analysis(batch)
-        v, r, b2, k = self._choose(*responses)
+        v, r, b2, k = self._choose(*responses, phi)
         self.window_ = np.where(k > 0, self.windows[np.maximum(k - 1, 0)], np.where(k == 0, 0.0, np.nan))
         B = np.zeros(v.shape)
         base = v
@@ -640,7 +659,10 @@ class KAEAuto(StatefulEstimator):
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        # Validate everything first: a failed load changes nothing.
+        # Validate everything before changing anything: a failed load changes nothing. A state of another
+        # estimator or other options is refused by the base class, which raises before assigning.
+        if (state.get("estimator"), state.get("params")) != (self.name, self._params):
+            super().load_state_dict(state)
         bank = self.bank.checked(state["bank"])
         pooled = state["pooled"]
         drift = np.array(pooled["drift"], dtype=np.float64)
