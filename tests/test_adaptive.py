@@ -17,7 +17,7 @@ from kernelvalue.advantage.adaptive import (
     Z_PROPAGATION,
     KAEAuto,
     _WindowBank,
-    dispersion,
+    dispersion_terms,
     lepski_select,
     loo_shrinkage,
     propagation_critical_value,
@@ -113,13 +113,16 @@ def test_dispersion_is_one_for_binary_rewards_and_recovers_graded_ones():
     V = rng.uniform(0.05, 0.95, p)
     w = rng.uniform(0.2, 1.0, (p, n))
     z01 = (rng.random((p, n)) < V[:, None]).astype(float)
-    sums = lambda z: ((w).sum(1), (w * w).sum(1), (w * z).sum(1), (w * z * z).sum(1))  # noqa: E731
+    def phi(z):
+        ss, den = dispersion_terms(w.sum(1), (w * w).sum(1), (w * z).sum(1), (w * z * z).sum(1), 0.0, 1.0)
+        return ss.sum() / den.sum()
+
     # Identity for 0/1 data, whatever the weights (see the docstring): exact up to rounding.
-    assert dispersion(*sums(z01), 0.0, 1.0) == pytest.approx(1.0, abs=1e-12)
+    assert phi(z01) == pytest.approx(1.0, abs=1e-12)
     kappa = 3.0  # Beta(kappa V, kappa (1 - V)): Var = V (1 - V) / (kappa + 1), so phi = 1/4
     zb = rng.beta(kappa * V[:, None], kappa * (1 - V[:, None]), (p, n))
     # Ratio of two sums over p * n = 4800 rewards: relative sd ~ sqrt(2 / 4800) ~ 2%; 4 sd = 8%.
-    assert dispersion(*sums(zb), 0.0, 1.0) == pytest.approx(0.25, rel=0.08)
+    assert phi(zb) == pytest.approx(0.25, rel=0.08)
 
 
 def test_loo_shrinkage_matches_leaving_each_prompt_out():
@@ -191,7 +194,7 @@ def test_save_resume_is_bit_identical_and_a_failed_load_changes_nothing():
     with pytest.raises(ValueError, match="window-bank state 'S'"):
         c.load_state_dict(broken)
     broken = pickle.loads(pickle.dumps(state))
-    broken["pooled"]["drift"] = np.full((3, 3), np.nan)
+    broken["pooled"]["phi"] = np.array([np.nan, 1.0])
     with pytest.raises(ValueError, match="NaN"):
         c.load_state_dict(broken)
     for step, keys, z in run[50:]:

@@ -30,16 +30,20 @@ def test_exact_value_matches_monte_carlo():
     np.testing.assert_allclose(s.values, np.repeat(v, n))
 
 
-def test_gaussian_rewards_mean_and_variance():
-    bandit = SoftmaxBandit.random(3, 4, theta_scale=1.0, reward="gaussian", noise_std=0.7, seed=2)
+@pytest.mark.parametrize("law", [dict(reward="gaussian", noise_std=0.7), dict(reward="beta", concentration=3.0)])
+def test_gaussian_and_beta_rewards_mean_and_variance(law):
+    bandit = SoftmaxBandit.random(3, 4, theta_scale=1.0, seed=2, **law)
     n = 40_000
     s = bandit.sample(np.arange(3), G=n, rng=SEED)
     z = s.rewards.reshape(3, n)
     var = bandit.reward_variance()
     np.testing.assert_array_less(np.abs(z.mean(axis=1) - bandit.values()), 4.5 * np.sqrt(var / n))
-    # Var of a sample variance of n (near-Gaussian mixture) draws ~ 2 var^2 / n; 6 SE is loose enough
-    # for the mixture's excess kurtosis (mixing the action means adds little at noise_std = 0.7).
+    # Var of a sample variance of n draws is (kurtosis - 1) var^2 / n: 2 var^2 / n for Gaussian draws; a
+    # mixture of actions (and the bounded Beta law) has a kurtosis near 3 here, so 6 SE of the Gaussian
+    # value is loose enough.
     np.testing.assert_array_less(np.abs(z.var(axis=1) - var), 6 * var * np.sqrt(2 / n))
+    if law["reward"] == "beta":
+        assert z.min() >= 0 and z.max() <= 1
 
 
 def test_actions_follow_the_policy():

@@ -3,7 +3,7 @@
 Registered as ``"kae_auto"``. The docstring of :class:`KAEAuto` derives the
 method; the pieces are pure functions so they can be checked on their own:
 :func:`lepski_select` (the window choice), :func:`propagation_critical_value`
-(its critical value), :func:`dispersion` (the reward-variance model) and
+(its critical value), :func:`dispersion_terms` (the reward-variance model) and
 :func:`loo_shrinkage` (empirical Bayes across prompts, leaving each prompt out).
 
 Examples
@@ -22,7 +22,7 @@ import numpy as np
 
 from .base import Batch, StatefulEstimator, check_positive, key_rows, register_estimator
 
-__all__ = ["KAEAuto", "lepski_select", "propagation_critical_value", "dispersion", "loo_shrinkage"]
+__all__ = ["KAEAuto", "lepski_select", "propagation_critical_value", "dispersion_terms", "loo_shrinkage"]
 
 DEFAULT_WINDOWS = tuple(float(2**k) for k in range(10))  # 1 .. 512 steps
 # Critical value of the window tests, from propagation_critical_value(alpha=0.05) (2.4 at every G in
@@ -124,41 +124,42 @@ def propagation_critical_value(alpha=0.05, G=4, windows=DEFAULT_WINDOWS, *, n_hi
     return 6.0
 
 
-def dispersion(W, W2, S, Q, lo, hi):
-    """Pooled dispersion ``phi`` of the rewards: ``Var(Z | x) = phi (V - lo)(hi - V)``.
+def dispersion_terms(W, W2, S, Q, lo, hi):
+    """Per-prompt terms of the dispersion ``phi`` in ``Var(Z | x) = phi (V - lo)(hi - V)``.
 
     Rewards in ``[lo, hi]`` have ``Var(Z | x) <= (V - lo)(hi - V)``
     (Bhatia-Davis), with equality for two-point rewards: ``phi = 1`` for 0/1
     rewards, ``phi < 1`` for graded ones (the quasi-binomial model). From
-    kernel-weighted sums per prompt (weights ``w``: ``W = sum w``, ``W2 =
-    sum w^2``, ``S = sum w Z``, ``Q = sum w Z^2``), the weighted sum of squares
-    ``SS = Q - S^2 / W`` has mean ``sigma^2 (W - W2 / W)``, and ``(m - lo)(hi -
-    m) + sigma^2 W2 / W^2`` is unbiased for ``(V - lo)(hi - V)``; pooling both
-    over prompts,
+    weighted sums per prompt (weights ``w``: ``W = sum w``, ``W2 = sum w^2``,
+    ``S = sum w Z``, ``Q = sum w Z^2``), the weighted sum of squares ``SS = Q -
+    S^2 / W`` has mean ``sigma^2 (W - W2 / W)``, and ``(m - lo)(hi - m) +
+    sigma^2 W2 / W^2`` is unbiased for ``(V - lo)(hi - V)``; pooled over
+    prompts,
 
         phi = sum SS / sum [(W - W2/W)(m - lo)(hi - m) + SS W2 / W^2],
 
-    which is exactly 1 for any 0/1 data. 1 (the bound) where no prompt has two
-    rewards.
+    which is exactly 1 for any 0/1 data.
+
+    Returns
+    -------
+    ss, den : ndarray
+        Numerator and denominator terms (0 where ``W = 0``).
 
     Examples
     --------
     >>> one = np.ones(1)
-    >>> float(dispersion(4 * one, 4 * one, 2 * one, 2 * one, 0.0, 1.0))   # 0/1 rewards 1, 1, 0, 0
-    1.0
-    >>> float(dispersion(2 * one, 2 * one, one, 0.5 * one, 0.0, 1.0))     # graded 0.5, 0.5: no spread
-    0.0
+    >>> dispersion_terms(4 * one, 4 * one, 2 * one, 2 * one, 0.0, 1.0)   # 0/1 rewards 1, 1, 0, 0: phi = 1
+    (array([1.]), array([1.]))
+    >>> dispersion_terms(2 * one, 2 * one, one, 0.5 * one, 0.0, 1.0)[0]  # graded 0.5, 0.5: no spread
+    array([0.])
     """
     ok = W > 0
     Wd = np.where(ok, W, 1.0)
     m = S / Wd
     ss = np.where(ok, np.maximum(Q - S * m, 0.0), 0.0)
     df = np.where(ok, W - W2 / Wd, 0.0)
-    den = df * (m - lo) * (hi - m) + ss * W2 / (Wd * Wd)
-    total = float(np.sum(np.where(ok, den, 0.0)))
-    if not total > 0:
-        return 1.0
-    return float(min(1.0, np.sum(ss) / total))
+    den = np.where(ok, df * (m - lo) * (hi - m) + ss * W2 / (Wd * Wd), 0.0)
+    return ss, den
 
 
 def loo_shrinkage(mu, ratio, bias2, valid, phi, lo, hi, prior=None):
@@ -186,7 +187,7 @@ def loo_shrinkage(mu, ratio, bias2, valid, phi, lo, hi, prior=None):
     valid : ndarray of bool (p,)
         Prompts with an estimate.
     phi, lo, hi : float
-        Dispersion and reward range (:func:`dispersion`).
+        Dispersion and reward range (:func:`dispersion_terms`).
     prior : ndarray (5,), optional
         ``(count, sum mu, sum mu^2, sum r, sum b)`` of earlier prompts (e.g.
         past steps' estimates, discounted), pooled with the other prompts.
@@ -342,9 +343,10 @@ class KAEAuto(StatefulEstimator):
     **Model.** Prompt ``x`` has value ``V_t(x)`` at step ``t``; its rewards
     are independent with mean ``V_t`` and variance ``sigma^2 = phi (V_t -
     lo)(hi - V_t)`` in ``[lo, hi]`` = ``reward_range`` (``phi = 1`` exactly
-    for 0/1 rewards, ``phi < 1`` for graded ones; :func:`dispersion`). At step
-    ``i`` a response ``g`` has its prompt's past rewards and the other ``G - 1``
-    responses of its group.
+    for 0/1 rewards, ``phi < 1`` for graded ones; pooled over past steps from
+    the spread within groups, or for lone rewards with their prompt's past:
+    :func:`dispersion_terms`). At step ``i`` a response ``g`` has its
+    prompt's past rewards and the other ``G - 1`` responses of its group.
 
     **A bank of KAE windows.** For each time constant ``L`` of ``windows``
     (steps; default 1, 2, 4, ..., 512), the paper's leave-one-out estimate
@@ -382,10 +384,11 @@ class KAEAuto(StatefulEstimator):
       validation: at every update each new reward is predicted by every
       window, and ``E (Z - V_L)^2 = sigma^2 (1 + 1/n_L) + delta_L^2
       lambda_L^2``; the excess over the noise part (``sigma^2`` pooled from
-      each prediction's narrowest window, which does not lag) is summed with
-      a memory of ``drift_memory`` steps, and only its part beyond ``z``
-      standard errors is kept (no drift seen: ``delta = 0``, the widest
-      window: the propagation condition below);
+      each prediction's narrowest window, which does not lag; paired with
+      the current group's prediction where there is one, so the reward's own
+      noise cancels) is summed with a memory of ``drift_memory`` steps, and
+      only its part beyond ``z`` standard errors is kept (no drift seen:
+      ``delta = 0``, the widest window: the propagation condition below);
     * capped by a per-prompt Lepski test (:func:`lepski_select`): no window
       whose estimate leaves the ``z``-standard-error band of a narrower one,
       so a prompt whose own data show a change bigger than the pooled drift
@@ -455,7 +458,7 @@ class KAEAuto(StatefulEstimator):
     ...         print(i, float(np.median(est.window_)), round(float(res.baselines.mean()), 2))
     ...     est.update(keys, z, step=i)
     20 512.0 0.2
-    40 4.0 0.8
+    40 8.0 0.75
     """
 
     def __init__(self, windows=None, z=Z_PROPAGATION, drift_memory=8.0, shrink=True, reward_range=(0.0, 1.0)):
@@ -480,6 +483,7 @@ class KAEAuto(StatefulEstimator):
         # Pooled, discounted statistics of past steps: drift evidence per window (sum of excess errors, of
         # their squares, of squared mean lags) and the prior's moments (count, sum mu, sum mu^2, sum r, sum b).
         self._drift = np.zeros((3, w.shape[0]))
+        self._phi = np.zeros(2)  # dispersion: sum SS, sum of its denominator terms
         self._prior = np.zeros(5)
         self._pooled_step = 0
         self.window_ = np.zeros(0)
@@ -505,7 +509,8 @@ class KAEAuto(StatefulEstimator):
         """Past sums of the batch's prompts, the dispersion ``phi`` and the beta prior ``(c, a)``."""
         lo, hi = self.reward_range
         W, W2, S, D, Q = self.bank.at(self.bank.rows(batch.uniq), batch.step)
-        phi = dispersion(W[:, -1], W2[:, -1], S[:, -1], Q, lo, hi)
+        num, den = self._phi
+        phi = min(1.0, num / den) if den > 0 else 1.0  # the Bernoulli bound until rewards repeat
         none = np.zeros(1, dtype=bool)
         c, tau2, _ = (float(a[0]) for a in loo_shrinkage(none * 0.0, none * 0.0, none * 0.0, none, phi, lo, hi,
                                                           prior=self._prior))  # fmt: skip
@@ -513,7 +518,7 @@ class KAEAuto(StatefulEstimator):
             c, a = 0.5 * (lo + hi), 1.0  # Jeffreys
         else:
             a = (c - lo) * (hi - c) / tau2 - 1.0 if tau2 > 0 else np.inf
-        return (W, W2, S, D), phi, (c, a)
+        return (W, W2, S, D), Q, phi, (c, a)
 
     def _assess(self, hist, counts, sums, phi, prior):
         """Per row and window (column 0: the current rewards alone): estimate, ``r = sum w^2 / (sum w)^2``,
@@ -593,17 +598,17 @@ class KAEAuto(StatefulEstimator):
         if (c is not None and c[0] == batch.step and c[1] == batch.uniq and np.array_equal(c[2], batch.inverse)
                 and np.array_equal(c[3], batch.z)):  # fmt: skip
             return c[4]
-        hist, phi, prior = self._history(batch)
+        hist, Q, phi, prior = self._history(batch)
         responses = self._per_response(batch, hist, phi, prior)
         prompts = self._choose(*self._assess(hist, batch.counts, batch.sums, phi, prior), phi)
-        out = (phi, responses, prompts)
+        out = (phi, hist, Q, responses, prompts)
         self._cache = (batch.step, batch.uniq, batch.inverse, batch.z, out)
         return out
 
     # ---------------------------------------------------------------- protocol
     def _compute(self, batch: Batch):
         self._check_range(batch)
-        phi, responses, prompts = self._analysis(batch)
+        phi, _, _, responses, prompts = self._analysis(batch)
         v, r, b2, k = self._choose(*responses, phi)
         self.window_ = np.where(k > 0, self.windows[np.maximum(k - 1, 0)], np.where(k == 0, 0.0, np.nan))
         B = np.zeros(v.shape)
@@ -627,35 +632,48 @@ class KAEAuto(StatefulEstimator):
 
     def _update(self, batch: Batch) -> None:
         self._check_range(batch)
-        _, (est, ratio, lag, _), (mu, mr, mb2, _) = self._analysis(batch)
+        _, hist, Q, (est, ratio, lag, _), (mu, mr, mb2, _) = self._analysis(batch)
         self._cache = None  # the state changes below
         decay = np.exp(-(batch.step - self._pooled_step) / self.drift_memory)
         # Forward validation of every window on the rewards with a past: E (Z - V_L)^2 = sigma^2 (1 + r_L)
-        # + delta_L^2 lambda_L^2. sigma^2 is pooled from each prediction's narrowest window (the current
-        # group, unbiased; else the last steps), not from a model of V, which drift would bias.
+        # + delta_L^2 lambda_L^2, sigma^2 pooled from each prediction's narrowest window (the current group,
+        # else the last steps; they do not lag), not from a model of V, which drift would bias. Where the
+        # current group exists it is an unbiased reference: pairing with it, E[(Z - V_L)^2 - (Z - V_0)^2] =
+        # sigma^2 (r_L - r_0) + delta_L^2 lambda_L^2, and the reward's own noise cancels.
         rows = np.flatnonzero(np.isfinite(est[:, 1:]).all(axis=1))
+        new = np.zeros_like(self._drift)
         if rows.size:
-            err2 = (batch.z[rows, None] - est[rows]) ** 2
-            ref = np.where(np.isfinite(est[rows, 0]), 0, 1)
+            e, r, l2 = est[rows], ratio[rows], lag[rows] ** 2
+            err2 = (batch.z[rows, None] - e) ** 2
+            paired = np.isfinite(e[:, 0])
+            ref = np.where(paired, 0, 1)
             pick = np.arange(rows.size)
-            s2 = err2[pick, ref].sum() / (1.0 + ratio[rows][pick, ref]).sum()
-            excess = err2[:, 1:] - s2 * (1.0 + ratio[rows, 1:])
-            new = np.stack([excess.sum(axis=0), (excess * excess).sum(axis=0), (lag[rows, 1:] ** 2).sum(axis=0)])
-        else:
-            new = np.zeros_like(self._drift)
+            s2 = err2[pick, ref].sum() / (1.0 + r[pick, ref]).sum()
+            e_ref = np.where(paired, err2[:, 0], s2)[:, None]
+            r_ref = np.where(paired, r[:, 0], 0.0)[:, None]
+            excess = err2[:, 1:] - e_ref - s2 * (r[:, 1:] - r_ref)
+            new = np.stack([excess.sum(axis=0), (excess * excess).sum(axis=0), l2[:, 1:].sum(axis=0)])
         self._drift = np.array([decay, decay * decay, decay])[:, None] * self._drift + new
+        # Dispersion: a group of two or more from its own spread (no drift within a step); a lone reward
+        # with its prompt's past (widest window).
+        lo, hi = self.reward_range
+        n, ss, own = batch.counts, batch.group_sum(batch.z * batch.z), batch.counts >= 2
+        W, W2, S = (np.where(own, 0.0, a[:, -1]) for a in hist[:3])
+        terms = dispersion_terms(W + n, W2 + n, S + batch.sums, np.where(own, 0.0, Q) + ss, lo, hi)
+        self._phi = decay * self._phi + np.array([terms[0].sum(), terms[1].sum()])
         ok = np.isfinite(mu)
         mu, mr, mb2 = mu[ok], mr[ok], mb2[ok]
         self._prior = decay * self._prior + np.array([mu.size, mu.sum(), mu @ mu, mr.sum(), mb2.sum()])
         self._pooled_step = batch.step
-        self.bank.add(batch.uniq, batch.counts, batch.sums, batch.group_sum(batch.z * batch.z), batch.step)
+        self.bank.add(batch.uniq, batch.counts, batch.sums, ss, batch.step)
         self.bank.forget(batch.step)
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
         state = super().state_dict()
         state["bank"] = self.bank.state_dict()
-        state["pooled"] = {"drift": self._drift.copy(), "prior": self._prior.copy(), "step": self._pooled_step}
+        state["pooled"] = {"drift": self._drift.copy(), "prior": self._prior.copy(), "phi": self._phi.copy(),
+                           "step": self._pooled_step}  # fmt: skip
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -667,13 +685,14 @@ class KAEAuto(StatefulEstimator):
         pooled = state["pooled"]
         drift = np.array(pooled["drift"], dtype=np.float64)
         prior = np.array(pooled["prior"], dtype=np.float64)
-        if drift.shape != self._drift.shape or prior.shape != (5,):
-            raise ValueError(f"pooled state must hold drift {self._drift.shape} and prior (5,), got {drift.shape}, "
-                             f"{prior.shape}; was it saved with other windows?")  # fmt: skip
-        if not (np.all(np.isfinite(drift)) and np.all(np.isfinite(prior))):
+        phi = np.array(pooled["phi"], dtype=np.float64)
+        if drift.shape != self._drift.shape or prior.shape != (5,) or phi.shape != (2,):
+            raise ValueError(f"pooled state must hold drift {self._drift.shape}, prior (5,) and phi (2,), got "
+                             f"{drift.shape}, {prior.shape}, {phi.shape}; was it saved with other windows?")  # fmt: skip
+        if not all(np.all(np.isfinite(a)) for a in (drift, prior, phi)):
             raise ValueError("pooled state holds NaN or inf.")
         step = int(pooled["step"])
         super().load_state_dict(state)
         self.bank.load(bank)
-        self._drift, self._prior, self._pooled_step = drift, prior, step
+        self._drift, self._prior, self._phi, self._pooled_step = drift, prior, phi, step
         self._cache = None
