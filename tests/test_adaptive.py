@@ -238,6 +238,7 @@ def test_torch_in_torch_out():
         (lambda: KAEAuto(drift_memory=-1), ValueError, "drift_memory"),
         (lambda: KAEAuto(reward_range=(1.0, 0.0)), ValueError, "low < high"),
         (lambda: KAEAuto(reward_range=3), TypeError, "pair"),
+        (lambda: KAEAuto(shrink="no"), TypeError, "shrink"),
         (lambda: KAEAuto().compute([0], np.array([2.0]), 1), ValueError, "reward_range"),
         (lambda: KAEAuto().update([0], np.array([-0.5]), 1), ValueError, "reward_range"),
         (lambda: KAEAuto().compute([0], np.array([np.nan]), 1), ValueError, "non-finite"),

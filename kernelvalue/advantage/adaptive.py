@@ -469,6 +469,8 @@ class KAEAuto(StatefulEstimator):
         self.windows = w
         self.z = check_positive("z", z)
         self.drift_memory = check_positive("drift_memory", drift_memory)
+        if not isinstance(shrink, (bool, np.bool_)):
+            raise TypeError(f"shrink must be True or False, got {shrink!r}.")
         self.shrink = bool(shrink)
         try:
             lo, hi = (float(v) for v in reward_range)
