@@ -184,7 +184,7 @@ def read_checkpoint(path):
         head = f.read(HEADER.size)
         if not head:
             raise CheckpointError(f"checkpoint {path} is corrupt: the file is empty")
-        if not head.startswith(MAGIC[:6]):
+        if not (head.startswith(MAGIC[:6]) or MAGIC[:6].startswith(head)):
             raise CheckpointError(
                 f"{path} is not a kernelvalue checkpoint (no KVCKPT header). Checkpoints are written by "
                 "reproduce.trainer; files from before checkpoint format 1 were plain pickles, which are not "
