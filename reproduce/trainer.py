@@ -641,16 +641,7 @@ class Trainer:
                 "state is from a run with other prompts, answers or tokenizer (input digest differs): the data "
                 "file, its fields or the task changed. Resume with the run's own data."
             )
-        step, history = state["step"], state["history"]
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise CheckpointError(f"state step must be an int >= 0, got {step!r}")
-        if not isinstance(history, list) or [m.get("step") if isinstance(m, dict) else None for m in history] != list(
-            range(1, step + 1)
-        ):
-            raise CheckpointError(f"state history must hold one metrics dict per step 1..{step}")
-        wall = state["wall"]
-        if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not 0 <= wall < math.inf:
-            raise CheckpointError(f"state wall time must be a finite number >= 0, got {wall!r}")
+        _check_progress(state)
         _check_tensors("model", state["model"], self.model.state_dict())
         _check_optimizer_state(state["optimizer"], self.optimizer)
         scheduler, estimator = copy.deepcopy(self.scheduler), self.cfg.make_estimator()
@@ -683,7 +674,7 @@ class Trainer:
                 torch.cuda.set_rng_state(cuda_state, device)
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
-        self.step_count, self._wall, self.history = step, float(wall), list(history)
+        self.step_count, self._wall, self.history = state["step"], float(state["wall"]), list(state["history"])
 
     def save_checkpoint(self, path) -> Path:
         """Write ``state_dict()`` to ``path`` atomically and durably, with a length and SHA-256 header
@@ -769,6 +760,18 @@ def _check_layout(state) -> None:
         raise CheckpointError(
             f"state lacks {missing or ['rng (a dict)']}: not a checkpoint of this trainer version"
         )
+
+
+def _check_progress(state) -> None:
+    """Step count, wall time and one metrics row per step must agree."""
+    step, history, wall = state["step"], state["history"], state["wall"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"state step must be an int >= 0, got {step!r}")
+    steps = [m.get("step") if isinstance(m, dict) else None for m in history] if isinstance(history, list) else None
+    if steps != list(range(1, step + 1)):
+        raise CheckpointError(f"state history must hold one metrics dict per step 1..{step}")
+    if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not 0 <= wall < math.inf:
+        raise CheckpointError(f"state wall time must be a finite number >= 0, got {wall!r}")
 
 
 def _saved_config(state) -> Config:
