@@ -93,6 +93,28 @@ def atomic_write_text(path, text: str) -> Path:
     return Path(path)
 
 
+@contextlib.contextmanager
+def file_lock(path, wait: bool = True, log=None):
+    """Hold an exclusive ``flock`` on ``path`` (created if absent) for the ``with`` block.
+
+    The kernel releases it when the process ends, even by ``kill -9``, so a crash never leaves it held.
+    With ``wait=False`` a lock held elsewhere raises ``BlockingIOError`` at once; otherwise this waits,
+    saying so through ``log``.
+    """
+    import fcntl
+
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise
+            if log is not None:
+                log(f"waiting for {path}, held by another run")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def sha256_file(path) -> str:
     """Hex SHA-256 of a file, read in chunks."""
     h = hashlib.sha256()
@@ -179,7 +201,8 @@ def read_checkpoint(path):
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} is not a file")
+        hint = f"; did you mean {path / 'checkpoint.pt'}?" if (path / "checkpoint.pt").is_file() else ""
+        raise CheckpointError(f"checkpoint {path} is not a file{hint}")
     with open(path, "rb") as f:
         head = f.read(HEADER.size)
         if not head:

@@ -19,7 +19,6 @@ Example
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import math
@@ -37,7 +36,7 @@ from transformers import (
     Qwen2Config,
 )
 
-from .checkpoint import fsync_path, sha256_file, temp_sibling
+from .checkpoint import file_lock, fsync_path, sha256_file, temp_sibling
 from .presets import TINY_LM_POSITIONS, WARM_START_FIELDS
 from .tasks import ArithmeticTask
 from .tokenizer import char_tokenizer
@@ -297,7 +296,8 @@ def warm_start(cfg, log=print):
         root.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as err:
         raise NotADirectoryError(f"cache_dir {root} is not a directory; pass --cache-dir DIR") from err
-    with _locked(root / f".warmstart-{key}.lock", log):
+    # One build per key: concurrent runs wait here, then find the entry (the lock dies with its process).
+    with file_lock(root / f".warmstart-{key}.lock", log=log):
         cached = _load_warm_start(final, log)
         if cached is not None:
             return cached
@@ -349,17 +349,3 @@ def _load_warm_start(final: Path, log):
     except (OSError, ValueError, AttributeError) as err:
         log(f"warm-start cache entry {final} is damaged ({err}); rebuilding it")
         return None
-
-
-@contextlib.contextmanager
-def _locked(path: Path, log):
-    """Hold an exclusive ``flock`` on ``path`` (released when the process exits, even by ``kill -9``)."""
-    import fcntl
-
-    with open(path, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another run to finish the warm start (lock {path})")
-            fcntl.flock(f, fcntl.LOCK_EX)
-        yield

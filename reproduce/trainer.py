@@ -52,7 +52,7 @@ from .models import (
     stop_token_ids,
     warm_start,
 )
-from .checkpoint import CheckpointError, atomic_write_text, read_checkpoint, write_checkpoint
+from .checkpoint import CheckpointError, atomic_write_text, file_lock, read_checkpoint, write_checkpoint
 from .presets import DEVICES, LOSS_AGG_MODES, PRESETS, REWARD_STYLES, Config, get_preset
 from .tasks import ArithmeticTask, load_gsm8k, load_math, math_prompt
 
@@ -678,7 +678,17 @@ class Trainer:
 
     def save_checkpoint(self, path) -> Path:
         """Write ``state_dict()`` to ``path`` atomically and durably, with a length and SHA-256 header
-        (:func:`reproduce.checkpoint.write_checkpoint`); a crash mid-write leaves the previous file."""
+        (:func:`reproduce.checkpoint.write_checkpoint`); a crash mid-write leaves the previous file.
+
+        Refuses (``FloatingPointError``) while the weights hold NaN or inf, so a diverged run never
+        replaces its last good checkpoint.
+        """
+        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise FloatingPointError(
+                f"model weights hold NaN or inf at step {self.step_count} ({bad[:3]}); not writing {path}, "
+                "so the last good checkpoint stays. Lower lr or grad_clip and resume from it."
+            )
         return write_checkpoint(self.state_dict(), path)
 
     @classmethod
@@ -941,49 +951,55 @@ def config_from_args(args) -> Config:
     return get_preset(args.preset or "small", **cli_overrides(args))
 
 
-def claim_out_dir(out: Path, overwrite: bool = False, resume: Path | None = None) -> list[Path]:
-    """Check that a run may write into ``out``; return the old run files that ``overwrite`` replaces.
+@contextlib.contextmanager
+def claim_out_dir(out: Path, overwrite: bool = False, resume: Path | None = None):
+    """Hold ``out`` for one run; yield the old run files that ``overwrite`` replaces.
 
-    ``out`` may be new or hold none of ``RUN_FILES``, and a resume may continue in its checkpoint's own
-    folder. A folder holding another run is refused unless ``overwrite``: a new run there would truncate
-    its metrics and replace its checkpoint.
+    ``out`` is created if needed and locked (``out/.lock``) for the ``with`` block, so a second run
+    writing there at the same time is refused. It may hold none of ``RUN_FILES``, or be the folder of
+    the checkpoint being resumed; another run's folder is refused unless ``overwrite``, because this
+    run would truncate its metrics and replace its checkpoint.
     """
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a directory")
-    if resume is not None and out.resolve() == resume.resolve().parent:
-        return []
-    found = [out / name for name in RUN_FILES if (out / name).exists()]
-    if found and not overwrite:
-        raise FileExistsError(
-            f"--out {out} already holds a run ({', '.join(p.name for p in found)}); this run would truncate its "
-            f"metrics and replace its checkpoint. Pass --overwrite to replace it, choose a fresh --out, or "
-            f"continue it with --resume {out / 'checkpoint.pt'}"
-        )
-    return found
+    out.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(out / ".lock", wait=False))
+        except BlockingIOError:
+            raise FileExistsError(f"another run is writing to --out {out} (it holds {out / '.lock'})") from None
+        continuing = resume is not None and out.resolve() == resume.resolve().parent
+        found = [] if continuing else [out / name for name in RUN_FILES if (out / name).exists()]
+        if found and not overwrite:
+            raise FileExistsError(
+                f"--out {out} already holds a run ({', '.join(p.name for p in found)}); this run would truncate "
+                "its metrics and replace its checkpoint. Pass --overwrite to replace it, choose a fresh --out, "
+                f"or continue it with --resume {out / 'checkpoint.pt'}"
+            )
+        yield found
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.resume:
-        resume = Path(args.resume)
-        out = Path(args.out) if args.out else resume.parent
-        replaced = claim_out_dir(out, args.overwrite, resume=resume)
-        overrides = {**cli_overrides(args), **({"preset": args.preset} if args.preset else {})}
-        trainer = Trainer.from_checkpoint(resume, out_dir=out, **overrides)
-    else:
-        cfg = config_from_args(args)
-        out = Path(args.out) if args.out else None
+    resume = Path(args.resume) if args.resume else None
+    out = Path(args.out) if args.out else (resume.parent if resume is not None else None)
+    if resume is None:
+        cfg = config_from_args(args)  # bad flags fail before --out is touched
         if out is None and args.save_every:
             raise ValueError("--save-every needs --out (the folder the checkpoints go to)")
-        replaced = claim_out_dir(out, args.overwrite) if out is not None else []
-        trainer = Trainer(cfg, out_dir=out)
-    for path in replaced:  # only once the new run is built: a refused start leaves the old run whole
-        path.unlink(missing_ok=True)
-    history = trainer.train(save_every=args.save_every)
-    acc = trainer.evaluate("test")
-    if out is not None:
-        trainer.save_checkpoint(out / "checkpoint.pt")
+    with claim_out_dir(out, args.overwrite, resume) if out is not None else contextlib.nullcontext([]) as replaced:
+        if resume is not None:
+            overrides = {**cli_overrides(args), **({"preset": args.preset} if args.preset else {})}
+            trainer = Trainer.from_checkpoint(resume, out_dir=out, **overrides)
+        else:
+            trainer = Trainer(cfg, out_dir=out)
+        for path in replaced:  # only once the new run is built: a refused start leaves the old run whole
+            path.unlink(missing_ok=True)
+        history = trainer.train(save_every=args.save_every)
+        acc = trainer.evaluate("test")
+        if out is not None:
+            trainer.save_checkpoint(out / "checkpoint.pt")
     last = history[-1] if history else {}
     print(
         json.dumps(

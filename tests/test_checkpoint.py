@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 pytest.importorskip("reproduce.rewards", reason="reproduce.rewards is not installed")
 
 from kernelvalue.advantage import ESTIMATORS, get_estimator
-from reproduce.checkpoint import HEADER, MAGIC, CheckpointError, read_checkpoint, write_checkpoint
+from reproduce.checkpoint import HEADER, MAGIC, CheckpointError, file_lock, read_checkpoint, write_checkpoint
 from reproduce.models import warm_start
 from reproduce.presets import Config, get_preset
 from reproduce.report import entry_parser
@@ -137,6 +137,9 @@ def test_wrong_file_types_are_named(tmp_path):
             read_checkpoint(path)
     with pytest.raises(CheckpointError, match="not a file"):
         read_checkpoint(tmp_path)
+    write_checkpoint({"step": 1}, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="did you mean .*run/checkpoint.pt"):
+        read_checkpoint(tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_checkpoint(tmp_path / "missing.pt")
 
@@ -385,7 +388,7 @@ def run_files(folder: Path) -> dict:
 def test_fresh_run_refuses_an_existing_run_folder_unless_overwrite(tmp_path, capsys):
     main(cli(tmp_path, "--steps", "1", "--seed", "0"))
     before = run_files(tmp_path / "run")
-    assert set(before) == {"checkpoint.pt", "config.json", "metrics.csv", "metrics.jsonl"}
+    assert set(before) == {".lock", "checkpoint.pt", "config.json", "metrics.csv", "metrics.jsonl"}
     with pytest.raises(FileExistsError, match="already holds a run.*--overwrite"):
         main(cli(tmp_path, "--steps", "1", "--seed", "1"))
     assert run_files(tmp_path / "run") == before  # untouched
@@ -396,6 +399,27 @@ def test_fresh_run_refuses_an_existing_run_folder_unless_overwrite(tmp_path, cap
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="not a directory"):
         main(cli(tmp_path, "--steps", "1", out="file"))
+
+
+def test_a_second_run_on_a_busy_out_folder_is_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    with file_lock(tmp_path / "run" / ".lock"):  # as a run in another process holds it
+        with pytest.raises(FileExistsError, match="another run is writing to --out"):
+            main(cli(tmp_path, "--steps", "1"))
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [".lock"]
+
+
+def test_a_diverged_run_never_replaces_its_last_good_checkpoint(tmp_path):
+    tr = Trainer(micro(tmp_path), log=quiet)
+    tr.step()
+    path = tr.save_checkpoint(tmp_path / "checkpoint.pt")
+    good = path.read_bytes()
+    tr.step()
+    with torch.no_grad():
+        next(tr.model.parameters())[0] = float("nan")
+    with pytest.raises(FloatingPointError, match="NaN or inf at step 2.*last good checkpoint stays"):
+        tr.save_checkpoint(path)
+    assert path.read_bytes() == good
 
 
 def test_cli_resume_continues_in_place_and_refuses_changes(tmp_path, capsys):
