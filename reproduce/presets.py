@@ -324,12 +324,20 @@ def _positive_float(cfg, name, why="", minimum=None):
 
 
 def _check_tiny_lm(cfg):
-    """The tiny LM's warm start needs SFT steps, and GPT-2's learned positions end at ``TINY_LM_POSITIONS``:
-    the longest prompt plus ``max_new_tokens`` (RL) and the longest SFT example must fit."""
+    """The tiny LM's warm start needs SFT steps; Qwen2's attention needs whole key/value head groups and
+    an even RoPE head size; GPT-2's learned positions end at ``TINY_LM_POSITIONS``, so the longest prompt
+    plus ``max_new_tokens`` (RL) and the longest SFT example must fit."""
     if cfg.sft_steps < 1:
         raise ValueError("sft_steps must be >= 1 when model is None (the tiny LM is warm-started by SFT), got 0")
-    if cfg.arch != "gpt2":
-        return  # RoPE positions have no table to run off; Qwen2 only extrapolates
+    if cfg.arch == "qwen2":  # RoPE positions have no table to run off, but heads have shape rules
+        kv_heads = max(1, cfg.n_head // 2)  # build_tiny_lm's grouped-query attention
+        if cfg.n_head % kv_heads or (cfg.d_model // cfg.n_head) % 2:
+            raise ValueError(
+                f"arch='qwen2' needs n_head divisible by its {kv_heads} key/value heads and an even head size "
+                f"d_model/n_head for RoPE, got n_head={cfg.n_head}, d_model={cfg.d_model}; use an even n_head "
+                "(or 1 or 3) and d_model a multiple of 2*n_head"
+            )
+        return
     digits = len(str(cfg.max_value))  # operand width; a running total has at most this plus the terms' carry
     total = len(str(cfg.max_terms * cfg.max_value)) + 1  # with a minus sign
     prompt = 1 + len("What is ?\n") + cfg.max_terms * (digits + 1) - 1  # <bos>, text, operands and operators

@@ -494,6 +494,8 @@ def test_save_every_without_out_is_refused(tmp_path):
         (["--set", "max_value=0"], "max_value must be an int >= 1"),
         (["--set", "prompts_per_step=9"], "exceeds the prompt pool"),
         (["--set", "arch=gpt2", "--set", "max_new_tokens=250"], "arch='gpt2' has 256 positions"),
+        (["--set", "n_head=5", "--set", "d_model=40"], "key/value heads"),
+        (["--set", "d_model=30"], "even head size"),
         (["--set", "cache_dir=5"], "cache_dir must be a non-empty string"),
         (["--set", "device=[1]"], "device must be one of"),
         (["--set", "preset=paper"], "mislabel"),
