@@ -497,12 +497,15 @@ class AdvantageEstimator:
         """
         batch = self._batch(keys, rewards, step)
         self._check_compute_step(batch.step)
-        if self.needs_values:
-            v = self._values(values, batch)
-            adv, base = self._compute(batch, v)
-        else:
-            adv, base = self._compute(batch)
-        return batch.result(adv, base, self.name)
+        # An overflow becomes inf quietly here and result() refuses it with a clear error.
+        with np.errstate(over="ignore"):
+            if self.needs_values:
+                adv, base = self._compute(batch, self._values(values, batch))
+            else:
+                adv, base = self._compute(batch)
+        res = batch.result(adv, base, self.name)
+        self._computed(batch.step)
+        return res
 
     def update(self, keys, rewards, step) -> None:
         """Record the step's rewards (no-op for stateless estimators)."""
@@ -522,6 +525,9 @@ class AdvantageEstimator:
 
     def _check_compute_step(self, step: int) -> None:
         pass
+
+    def _computed(self, step: int) -> None:
+        """Called after a successful compute (a failed one records nothing)."""
 
     def _check_update_step(self, step: int) -> None:
         pass
@@ -636,6 +642,8 @@ class StatefulEstimator(AdvantageEstimator):
             )
         if step < self._last_seen:
             raise ValueError(f"step={step} goes backwards (last step seen: {self._last_seen}); steps must not decrease.")
+
+    def _computed(self, step: int) -> None:
         self._last_seen = step
 
     def _check_update_step(self, step: int) -> None:

@@ -88,7 +88,10 @@ class GRPO(AdvantageEstimator):
         one = np.ldexp(1.0, -batch.exp)  # verl's singleton std of 1, in the batch's units
         std = np.where(g > 1, np.sqrt(ss / np.maximum(g - 1.0, 1.0)), one)
         eps = np.ldexp(self.eps, -batch.exp)
-        return _safe_ratio(dev, std[batch.inverse] + eps), batch.unscale(mean[batch.inverse])
+        base = batch.unscale(mean[batch.inverse])
+        if not np.isfinite(eps):  # tiny rewards: std is negligible next to eps
+            return batch.unscale(dev) / self.eps, base
+        return _safe_ratio(dev, std[batch.inverse] + eps), base
 
 
 @register_estimator("drgrpo", "dr_grpo", "dr.grpo")
@@ -184,8 +187,11 @@ class ReinforcePP(AdvantageEstimator):
         zero = np.zeros(n, dtype=np.int64)
         mean, dev = _centre(z, np.array([z.mean()]), zero, lambda v: np.array([v.sum()]), float(n))
         var = float((dev * dev).sum() / (n - 1)) if n > 1 else 0.0
-        den = np.full_like(z, np.sqrt(var + np.ldexp(self.eps, -2 * batch.exp)))
-        return _safe_ratio(dev, den), batch.unscale(np.full_like(z, mean[0]))
+        eps = np.ldexp(self.eps, -2 * batch.exp)
+        base = batch.unscale(np.full_like(z, mean[0]))
+        if not np.isfinite(eps):  # tiny rewards: the variance is negligible next to eps
+            return batch.unscale(dev) / np.sqrt(self.eps), base
+        return _safe_ratio(dev, np.full_like(z, np.sqrt(var + eps))), base
 
 
 @register_estimator("gpg")

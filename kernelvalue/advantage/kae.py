@@ -351,8 +351,8 @@ class KAECrossValidated(KAE):
             g = np.geomspace(0.02, 0.5, 9) if window == "relative" else np.geomspace(2.0, 50.0, 9)
         else:
             g = np.asarray(grid)
-            if g.dtype.kind not in "iuf":
-                raise TypeError(f"grid must be an array of numbers (bandwidths), got {grid!r}.")
+            if g.dtype.kind not in "iuf" or g.ndim > 1:
+                raise TypeError(f"grid must be a 1-D array of numbers (bandwidths), got {grid!r}.")
             g = g.astype(np.float64).reshape(-1)
         if g.size == 0 or not np.all(np.isfinite(g)) or np.any(g <= 0):
             raise ValueError(f"grid must hold one or more finite bandwidths > 0, got {grid!r}.")
