@@ -124,6 +124,9 @@ _DEATH_MARGIN = 1e-9
 
 _ARRAYS = ("_step", "_n", "_s", "_ss", "_head", "_len")
 
+# Cells per lookup block (8192 float64 = 64 KiB per temporary).
+_BLOCK = 8192
+
 
 class RewardHistory:
     """Per-prompt store of past rewards, aggregated by step.
@@ -292,12 +295,6 @@ class RewardHistory:
             setattr(self, name, arr)
 
     # ------------------------------------------------------------------ pruning
-    def _u(self, step, steps, bandwidth):
-        """Scaled distance ``u`` of records at ``steps`` seen from ``step``."""
-        if self.window == "relative":
-            return (step - steps) / (step * bandwidth)
-        return (step - steps) / bandwidth
-
     def _cutoff_u(self, bandwidth) -> float:
         """Scaled distance beyond which a record is dead forever (inf: never)."""
         if not math.isfinite(self._tau) or (self.window == "relative" and self._tau * bandwidth >= 1.0):
@@ -314,23 +311,20 @@ class RewardHistory:
             return 0
         if rows is None:
             rows = np.arange(len(self._keys))
+        # u > thr  <=>  I < step - thr * (window in steps): compare the stored steps directly.
+        limit = step - thr * (step * self.bandwidth if self.window == "relative" else self.bandwidth)
+        # Rows are chronological, so dead records form a prefix: only rows whose oldest record is dead need a scan.
+        rows = rows[(self._len[rows] > 0) & (self._step[rows, self._head[rows]] < limit)]
         if rows.size == 0:
             return 0
-        u = self._u(step, self._step[rows], self.bandwidth)
-        dead = (self._n[rows] > 0) & (u > thr)
+        dead = (self._n[rows] > 0) & (self._step[rows] < limit)
         n_dead = dead.sum(axis=1)
-        if not n_dead.any():
-            return 0
-        hit = n_dead > 0
-        r, dm = rows[hit], dead[hit]
         for arr in (self._n, self._s, self._ss):
-            sub = arr[r]
-            sub[dm] = 0.0
-            arr[r] = sub
-        # Dead records are the oldest ones (u decreases with I_j and rows are
-        # chronological), so they form the prefix at the head of each ring.
-        self._head[r] = (self._head[r] + n_dead[hit]) % self._cap
-        self._len[r] -= n_dead[hit]
+            sub = arr[rows]
+            sub[dead] = 0.0
+            arr[rows] = sub
+        self._head[rows] = (self._head[rows] + n_dead) % self._cap
+        self._len[rows] -= n_dead
         return int(n_dead.sum())
 
     def _sweep(self, step):
@@ -462,6 +456,24 @@ class RewardHistory:
         if not known.any():
             return out
         r = rows[known] if not known.all() else rows
+        # Row blocks of about _BLOCK cells: every temporary stays small (in cache, and below
+        # malloc's mmap threshold, so no page faults per call); a block row's sums do not
+        # depend on the blocking.
+        per_row = self._cap * (np.size(h) if multi else 1)
+        step_rows = max(1, _BLOCK // per_row)
+        res = {name: np.empty((r.shape[0],) + shape[1:]) for name in moments}
+        for lo in range(0, r.shape[0], step_rows):
+            block = self._block_sums(r[lo : lo + step_rows], step, h, multi, moments)
+            for name in moments:
+                res[name][lo : lo + step_rows] = block[name]
+        for name in moments:
+            if known.all():
+                out[name] = res[name]
+            else:
+                out[name][known] = res[name]
+        return out
+
+    def _block_sums(self, r, step, h, multi, moments) -> dict:
         n = self._n[r]
         # relative: (i - I)/i, still to divide by h; absolute: i - I
         dist = (step - self._step[r]) / step if self.window == "relative" else (step - self._step[r]).astype(np.float64)
@@ -470,7 +482,6 @@ class RewardHistory:
         else:
             u = dist / h
         w = self._weights(u)
-        res = {}
         if multi:
             # (m, cap, H) weights against (m, cap) data: contract the record axis.
             def wsum(weights, data):
@@ -481,6 +492,7 @@ class RewardHistory:
             def wsum(weights, data):
                 return (weights * data).sum(axis=1)
 
+        res = {}
         for name in moments:
             if name == "w0":
                 val = wsum(w, n)
@@ -497,12 +509,7 @@ class RewardHistory:
             else:  # wdz
                 val = -wsum(w * u, self._s[r])
             res[name] = val
-        for name in moments:
-            if known.all():
-                out[name] = res[name]
-            else:
-                out[name][known] = res[name]
-        return out
+        return res
 
     def _weights(self, u):
         """``K(u)`` for ``u >= 0``, truncated at ``tau`` for an infinite-support kernel with
