@@ -331,3 +331,26 @@ def test_trackers_forget_the_least_recently_updated_prompt(rng):
             del ref[min(ref, key=lambda k: ref[k][1])]
         ref[key] = (0.5 * ref[key][0] + 0.5 * z.mean() if key in ref else z.mean(), step)
         seen += list(z)
+
+
+@pytest.mark.parametrize(
+    "name,path,value,match",
+    [
+        ("spo", ("table", "alpha"), 0.0, "below"),  # Beta parameters must be > 0
+        ("krpo", ("table", "P"), -1.0, "below"),  # a variance
+        ("ema", ("table", "last"), 10**6, "after the last update"),
+        ("kae_cv", ("cv", "bandwidth"), 0.123, "neither the initial bandwidth nor a grid point"),
+        ("kae_cv", ("cv", "scores"), -1.0, "below"),
+        ("kae", ("total",), 1e300, "exceeds count"),
+        ("kae", ("last_seen",), 0, "outside"),
+    ],
+)
+def test_states_that_break_an_invariant_are_refused(name, path, value, match, rng):
+    est = make(name)
+    drive(est, run_of(rng, 10))
+    state = est.state_dict()
+    target = _get(state, path[:-1])
+    old = target[path[-1]]
+    target[path[-1]] = np.full_like(old, value) if isinstance(old, np.ndarray) else value
+    with pytest.raises(ValueError, match=match):
+        make(name).load_state_dict(state)

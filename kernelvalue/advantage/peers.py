@@ -49,6 +49,9 @@ from .kae import eb_shrink
 
 __all__ = ["SPO", "KRPO", "JSPO", "EMA"]
 
+# Lower bound for columns that must be > 0 in a loaded state (the smallest positive float).
+_POSITIVE = float(np.nextafter(0.0, 1.0))
+
 
 class _KeyTable:
     """Per-key rows of float columns and each key's last update step, growable by
@@ -206,7 +209,7 @@ class SPO(_Tracker):
     """
 
     _columns = ("alpha", "beta")
-    _column_lo = {"alpha": 0.0, "beta": 0.0}
+    _column_lo = {"alpha": _POSITIVE, "beta": _POSITIVE}
 
     def __init__(self, rho=0.9, alpha0=0.5, beta0=0.5, max_prompts=65536):
         self.rho = check_unit("rho", rho, open_low=True)
@@ -277,7 +280,7 @@ class KRPO(_Tracker):
     """
 
     _columns = ("x", "P")
-    _column_lo = {"P": 0.0}
+    _column_lo = {"P": _POSITIVE}
 
     def __init__(self, q=1e-3, r=0.25, p0=0.25, max_prompts=65536):
         self.q = check_positive("q", q)
