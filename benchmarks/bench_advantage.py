@@ -40,9 +40,9 @@ def _entries(est):
     return None if hist is None else hist.n_entries
 
 
-def time_estimator(name, kwargs, min_entries=100_000, repeats=200, seed=0, max_warmup=20_000):
-    """Warm up until the history holds ``min_entries`` rewards (at most ``max_warmup`` steps;
-    estimators without a history: 20 steps), then time ``repeats`` steps."""
+def _warm(name, kwargs, min_entries, seed=0, max_warmup=20_000, warmup_steps=None):
+    """An estimator run on the schedule until its history holds ``min_entries`` rewards (at most
+    ``max_warmup`` steps), or for ``warmup_steps`` steps; returns it with the run's generators."""
     rng = np.random.default_rng(seed)
     p_true = rng.uniform(0.05, 0.95, N_PROMPTS)
     sched = PromptScheduler(N_PROMPTS, PER_STEP, J, seed)
@@ -54,8 +54,14 @@ def time_estimator(name, kwargs, min_entries=100_000, repeats=200, seed=0, max_w
         est.compute(keys, z, step)
         est.update(keys, z, step)
         entries = _entries(est)
-        if (entries is None and step >= 20) or (entries is not None and entries >= min_entries) or step >= max_warmup:
-            break
+        done = step >= warmup_steps if warmup_steps is not None else entries is None or entries >= min_entries
+        if done or step >= max_warmup:
+            return est, rng, p_true, sched, step
+
+
+def time_estimator(name, kwargs, min_entries=100_000, repeats=200, seed=0, warmup_steps=None):
+    """Median, mean and p90 ms of ``repeats`` steps after :func:`_warm`, with the step and history size reached."""
+    est, rng, p_true, sched, step = _warm(name, kwargs, min_entries, seed, warmup_steps=warmup_steps)
     times = []
     for _ in range(repeats):
         step += 1
@@ -133,13 +139,19 @@ def main(argv=None):
     print(f"# compute+update per step, {PER_STEP} prompts x G={G} = {PER_STEP * G} responses, CPU numpy, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"{'estimator':<34} {'target':>9} {'step':>6} {'history':>9} {'median ms':>10} {'mean ms':>8} {'p90 ms':>8} {'vs grpo':>8}")
-    _, _, peer, _, _ = time_estimator("grpo", {}, repeats=repeats)
+    _, _, peer, _, _ = time_estimator("grpo", {}, repeats=repeats, warmup_steps=20)
     print(f"{'grpo (peer, no history)':<34} {'-':>9} {'-':>6} {'-':>9} {peer:>10.3f} {'':>8} {'':>8} {1.0:>8.2f}")
-    for target in sizes if has_history else sizes[:1]:
-        step, entries, med, mean, p90 = time_estimator(name, kwargs, min_entries=int(target), repeats=repeats)
+    if not has_history:
+        # the same training points: the steps at which the default KAE's history holds each size
+        print(f"# {name} keeps no RewardHistory: timed at the steps where kae's history holds each size")
+    for target in sizes:
+        matched = None if has_history else _warm("kae", {}, int(target))[-1]
+        step, entries, med, mean, p90 = time_estimator(
+            name, kwargs, min_entries=int(target), repeats=repeats, warmup_steps=matched
+        )
         flag = ("  <= 2 ms OK" if med <= 2.0 else "  > 2 ms") if target <= 1.5e5 else ""
-        shown = (f"{target:.2g}", str(entries)) if has_history else ("-", "-")
-        print(f"{label:<34} {shown[0]:>9} {step:>6} {shown[1]:>9} {med:>10.3f} {mean:>8.3f} {p90:>8.3f} {med / peer:>8.2f}{flag}")
+        shown = "-" if entries is None else str(entries)
+        print(f"{label:<34} {target:>9.2g} {step:>6} {shown:>9} {med:>10.3f} {mean:>8.3f} {p90:>8.3f} {med / peer:>8.2f}{flag}")
     if not has_history:
         return
     steps = 2000 if args.quick else 10_000
