@@ -21,12 +21,20 @@ variants need (weighted counts, sums, second moments, step moments), and
 divides memory and lookup work by the group size ``G``.
 
 Records live in a structure of arrays ``(n_slots, cap)`` (one row per prompt,
-a ring buffer in chronological order), so a batch lookup is one gather of
-``(n_prompts_in_batch, cap)`` blocks and a few vectorised reductions; appending
+a ring buffer in chronological order), so a batch lookup is a gather of
+``(n_prompts_in_batch, cap)`` cells and a few vectorised reductions, done in
+row blocks of about 8192 cells so that every temporary stays small; appending
 a step writes one record per prompt (``O(1)`` amortised: rows and ``cap`` grow by
-doubling). Before writing, the batch's rows are checked for dead records, one
-vectorised pass over the same ``(n_prompts_in_batch, cap)`` block a lookup
-reads. Empty cells hold ``n = 0`` so they contribute exactly zero.
+doubling). Before writing, the batch's rows are checked for dead records: the
+oldest record of each row first, and only rows where it died are scanned.
+Empty cells hold ``n = 0`` so they contribute exactly zero.
+
+Why no prefix sums? For a polynomial kernel the window sums could come from
+per-row cumulative moment sums in ``O(log cap)`` per prompt. Measured
+(2 cores, load ~4): a lookup at 1.4e5 rewards goes from 0.14 to 0.08 ms and at
+2e6 from 1.0 to 0.11 ms, for twice the memory, one more state to keep exact
+across resumes, and results no longer bit-identical to the direct sums; the
+whole step (compute + update) is 0.5 ms at the paper's scale, so it does not pay.
 
 Bounded memory
 --------------
