@@ -755,7 +755,21 @@ def parse_args(argv=None):
                    "read back by a rerun after a crash (default: <out without suffix>.partial; removed once "
                    "the report is written)")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # A bad flag stops here, with its name, not after the model has loaded (or deep inside generation).
+    for name in ("k", "limit", "max_new_tokens", "batch_size", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.temperature is not None and not args.temperature >= 0:
+        p.error(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
+    try:
+        args.pass_k = [int(j) for j in args.pass_k.split(",")] if args.pass_k else None
+    except ValueError:
+        p.error(f"--pass-k must be comma-separated integers, got {args.pass_k!r}")
+    if args.pass_k is not None and not all(1 <= j <= args.k for j in args.pass_k):
+        p.error(f"--pass-k values must lie in [1, --k={args.k}], got {args.pass_k}")
+    return args
 
 
 def main(argv=None) -> EvalReport:
@@ -798,7 +812,7 @@ def main(argv=None) -> EvalReport:
     report = evaluate(
         model, tokenizer, benches, k=args.k, temperature=temperature, max_new_tokens=max_new, batch_size=batch,
         chat_template=args.chat_template, system_prompt=args.system_prompt,
-        pass_ks=[int(j) for j in args.pass_k.split(",")] if args.pass_k else None, seed=args.seed,
+        pass_ks=args.pass_k, seed=args.seed,
         progress=not args.no_progress, keep_samples=args.samples_out is not None,
         checkpoint_dir=checkpoint_dir, model_id=model_id,
     )

@@ -66,6 +66,7 @@ from __future__ import annotations
 import atexit
 import functools
 import math
+import numbers
 import multiprocessing.connection
 import os
 import re
@@ -488,6 +489,9 @@ _WARM_UP = [
     ("x=5", "5"), ("\\sqrt{2}", "2^{1/2}"), ("6-5i", "-5i+6"), ("\\arcsin(10/13)", "0.8776"),
 ]
 _KILL_GRACE_S = 0.2  # CPU seconds past SYMBOLIC_CPU_S before a child that ignores its alarm is killed
+# Address space a comparison may add to what the grader maps (RLIMIT_AS, where the OS has it): a memory
+# bomb raises MemoryError in the child instead of swapping the machine.
+_CHILD_EXTRA_MEMORY = 2 * 1024**3
 _POLL_S = 0.05  # how often the grader reads a running child's CPU time
 # Extra wall-clock seconds the caller grants the grader beyond SYMBOLIC_WALL_S before it gives up on the
 # grader itself (never expected: the grader only forwards) and starts a new one on the next call.
@@ -548,6 +552,18 @@ class _Peer:
             os.waitpid(self.pid, 0)
 
 
+def _limit_memory():
+    """Cap this process's address space at its current size plus ``_CHILD_EXTRA_MEMORY`` (Linux)."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (size + _CHILD_EXTRA_MEMORY, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    except (ImportError, OSError, ValueError):
+        pass  # no /proc or no such limit here: the CPU and wall limits still bound the child
+
+
 def _fork_child(*inherited) -> _Peer:
     """Fork a comparison child from this (warm, single-threaded) grader; ``inherited`` fds it must close."""
     task_r, task_w = os.pipe()
@@ -557,6 +573,7 @@ def _fork_child(*inherited) -> _Peer:
         try:
             for fd in (task_w, reply_r, *inherited):
                 os.close(fd)
+            _limit_memory()
             tasks = multiprocessing.connection.Connection(task_r, writable=False)
             replies = multiprocessing.connection.Connection(reply_w, readable=False)
             signal.signal(signal.SIGPROF, _out_of_time)
@@ -743,10 +760,12 @@ def _symbolic(pred: str, gold: str, pred_decimal: float | None) -> Grade:
 
 # ----------------------------------------------------------------------------- grading
 def _as_string(value) -> str:
-    """A gold answer as a string: a str, or an int / finite float; else ``ValueError``."""
+    """A gold answer as a string: a str, or a real number (int, finite float, numpy scalar); else ``ValueError``."""
     if isinstance(value, str):
         return value
-    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and math.isfinite(value):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and (
+        isinstance(value, numbers.Integral) or math.isfinite(value)
+    ):
         try:
             return str(value)
         except ValueError:  # an int with more digits than str() converts

@@ -3,6 +3,7 @@
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -337,3 +338,15 @@ def test_a_crash_loses_no_finished_benchmark(tiny, monkeypatch, tmp_path):
     (ckpt / "one.json").write_text((ckpt / "one.json").read_text()[:100])
     with pytest.raises(ValueError, match="one.json is not a complete evaluation checkpoint of 2 problems x 2"):
         evaluate(model, tok, benches, checkpoint_dir=ckpt, model_id="tiny", **kw)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--k", "0"], "--k must be >= 1"), (["--limit", "-1"], "--limit must be >= 1"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"), (["--max-new-tokens", "0"], "--max-new-tokens must be"),
+    (["--threads", "0"], "--threads must be >= 1"), (["--temperature", "nan"], "--temperature must be >= 0"),
+    (["--pass-k", "1,x"], "comma-separated integers"), (["--k", "2", "--pass-k", "4"], r"lie in \[1, --k=2\]"),
+])
+def test_cli_refuses_bad_flags_before_loading_anything(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        E.parse_args(["--preset", "small", *flags])
+    assert re.search(message, capsys.readouterr().err)

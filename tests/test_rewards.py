@@ -321,7 +321,7 @@ def test_gold_answer_of_valid_golds():
     assert R.gold_answer("Janet ... #### 1,450,000") == "1,450,000"
     assert R.gold_answer("so \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
     assert R.gold_answer("so \\boxed{5}", "gsm8k") == "so \\boxed{5}"  # GSM8K golds have no boxes to read
-    assert R.gold_answer(204) == "204" and R.gold_answer(0.5) == "0.5"
+    assert R.gold_answer(204) == "204" and R.gold_answer(0.5) == "0.5" and R.gold_answer(np.int64(7)) == "7"
 
 
 def test_reward_never_raises_on_odd_completions():
@@ -338,7 +338,8 @@ def test_reward_never_raises_on_odd_completions():
     (time.sleep, (60,), ("timeout",), False),  # stuck without using CPU: killed on the wall clock
     (os._exit, (3,), ("error", "the math-verify child process died"), False),
     (divmod, (1, 0), ("error", "ZeroDivisionError"), True),
-], ids=["cpu-bound", "c-loop", "stuck", "crash", "exception"])
+    (bytearray, (10**10,), ("error", "MemoryError"), True),  # 10 GB: over the child's address-space cap
+], ids=["cpu-bound", "c-loop", "stuck", "crash", "exception", "memory"])
 def test_grader_bounds_and_survives_hangs_crashes_and_errors(monkeypatch, fn, args, expected, same_child):
     """Each way a comparison can go wrong gives a verdict, and the next comparison works."""
     R.grade_answer("\\sqrt{4}", "2")  # grader started and warm
