@@ -142,7 +142,7 @@ def _read_rows(path: Path) -> list[tuple[str, object]]:
             try:
                 out.append((f"{path}:{lineno}", json.loads(line)))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}:{err.colno}: invalid JSON ({err.msg}); one object per line") from None
+                raise ValueError(f"{path}:{lineno}:{err.colno}: invalid JSON ({err.msg}); one object a line") from None
             except ValueError as err:  # e.g. an integer beyond Python's digit limit
                 raise ValueError(f"{path}:{lineno}: invalid JSON ({err})") from None
     return out
@@ -168,7 +168,8 @@ def _parse_rows(rows, pkeys: tuple, akeys: tuple) -> tuple[list[str], list[str]]
                                  f"{type(row).__name__} {row!r:.60}")
             problem = _pick(row, pkeys, "problem", where)  # a missing field is a key-name error: raised at once
             if not isinstance(problem, str) or not problem.strip():
-                raise ValueError(f"the problem must be a non-empty string, got {type(problem).__name__} {problem!r:.60}")
+                raise ValueError(f"the problem must be a non-empty string, got {type(problem).__name__} "
+                                 f"{problem!r:.60}")
             answers.append(gold_answer(_pick(row, akeys, "answer", where), "boxed"))
             problems.append(problem)
         except ValueError as err:
@@ -686,8 +687,9 @@ def evaluate(
         if checkpoint_dir is not None:
             path = _checkpoint_path(checkpoint_dir, b.name)
             prompts = hashlib.sha256("\0".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+            generation = ("k", "temperature", "max_new_tokens", "batch_size", "seed")
             fingerprint = {"model": model_id, "prompts_sha256": prompts, "add_special_tokens": not used_chat,
-                           **{key: settings[key] for key in ("k", "temperature", "max_new_tokens", "batch_size", "seed")}}
+                           **{key: settings[key] for key in generation}}
             stored = _load_checkpoint(path, fingerprint, len(b), k)
         if stored is not None:
             completions, n_trunc = stored

@@ -324,7 +324,8 @@ def test_a_crash_loses_no_finished_benchmark(tiny, monkeypatch, tmp_path):
     assert saved["graded"]["correct"] == whole.results[0].correct.tolist()
     assert not (ckpt / "two.json").exists()
 
-    monkeypatch.setattr(E, "generate_completions", lambda *a, desc="", **k: calls.append(desc) or real(*a, desc=desc, **k))
+    monkeypatch.setattr(E, "generate_completions",
+                        lambda *a, desc="", **k: calls.append(desc) or real(*a, desc=desc, **k))
     calls.clear()
     resumed = evaluate(model, tok, benches, checkpoint_dir=ckpt, model_id="tiny", **kw)
     assert calls == ["two"] and [r.resumed for r in resumed.results] == [True, False]

@@ -133,8 +133,8 @@ test_gold_loading_fuzz = FAST(given(st.one_of(completions, answers))(_gold_loadi
 
 # ----------------------------------------------------------------------------- exact invariants
 @settings(max_examples=60, deadline=None)
-@given(a=st.integers(-(10**990), 10**990) | st.integers(-30, 30), b=st.integers(-(10**990), 10**990) | st.integers(-30, 30),
-       zeros=st.integers(0, 3), plus=st.booleans())
+@given(a=st.integers(-(10**990), 10**990) | st.integers(-30, 30),
+       b=st.integers(-(10**990), 10**990) | st.integers(-30, 30), zeros=st.integers(0, 3), plus=st.booleans())
 def test_integers_of_any_length_are_graded_exactly(a, b, zeros, plus):
     """Integers up to ~1000 digits (beyond a float, near int()'s digit limit), with signs and leading zeros."""
     pred = ("-" if a < 0 else "+" if plus else "") + "0" * zeros + str(abs(a))
