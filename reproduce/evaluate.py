@@ -59,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import atomic_write_text
 from .paper import BENCHMARK_ORDER
 from .rewards import extract_answer, gold_answer, grade_answer
 
@@ -463,20 +464,6 @@ def _checkpoint_path(checkpoint_dir, name: str) -> Path:
     return Path(checkpoint_dir) / (re.sub(r"[^\w.-]", "_", name) + ".json")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a crash leaves the old file or the new one, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # only left if writing failed (disk full)
-
-
 def _load_checkpoint(path: Path, fingerprint: dict, n: int, k: int):
     """``(completions, n_truncated)`` saved by an earlier run with the same ``fingerprint``, or ``None``
     when there is no file; a corrupt file, or one from another run, raises ``ValueError``."""
@@ -701,12 +688,12 @@ def evaluate(
         record = {"format": CHECKPOINT_FORMAT, "benchmark": b.name, "source": b.source, "fingerprint": fingerprint,
                   "n_truncated": n_trunc, "completions": completions}
         if path is not None and stored is None:
-            _write_atomic(path, json.dumps(record))  # the costly part is safe before grading starts
+            atomic_write_text(path, json.dumps(record))  # the costly part is safe before grading starts
         extracted, correct, answered, failures = grade_completions(completions, b.answers)
         if path is not None:
             record["graded"] = {"answers": b.answers, "extracted": extracted, "correct": correct.tolist(),
                                 "failures": failures}
-            _write_atomic(path, json.dumps(record))
+            atomic_write_text(path, json.dumps(record))
         samples = []
         if keep_samples:
             reasons = [[None] * k for _ in completions]
