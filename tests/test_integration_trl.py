@@ -7,6 +7,7 @@ state, not learning.
 """
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -112,7 +113,10 @@ def test_evaluation_leaves_estimator_alone(tmp_path):
 def test_two_processes_keep_identical_state(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
-    cmd += ["--master_port", str(29500 + os.getpid() % 1000), str(HERE / "trl_two_process.py"), str(tmp_path)]
+    with socket.socket() as sock:  # a free port on loopback for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd += ["--master_port", str(port), str(HERE / "trl_two_process.py"), str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
@@ -139,3 +143,43 @@ def test_setup_errors_name_the_fix(tmp_path):
     same = prompts().map(lambda row: {"prompt_id": 3})
     with pytest.raises(ValueError, match="same prompt key 3"):
         make_trainer(tmp_path, dataset=same, cls=RecordingTrainer, max_steps=1).train()
+
+
+def test_example_script_config_is_valid():
+    """examples/trl_math_kae.py: every GRPOConfig key and value is accepted by the installed TRL."""
+    import dataclasses
+    import importlib.util
+    import inspect
+
+    from datasets import Dataset
+    from trl import GRPOConfig
+    from trl.rewards import accuracy_reward
+
+    from kernelvalue.integrations.common import StepwiseEstimator
+    from reproduce.presets import PAPER_MATH
+
+    spec = importlib.util.spec_from_file_location("trl_math_kae", HERE.parent / "examples" / "trl_math_kae.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+
+    kwargs = example.grpo_config_kwargs("runs/x", num_processes=8)
+    assert set(kwargs) <= {f.name for f in dataclasses.fields(GRPOConfig)}
+    config = GRPOConfig(**kwargs, use_cpu=True)  # use_cpu: this machine has no GPU for bf16/vLLM
+    assert config.generation_batch_size // config.num_generations == PAPER_MATH["prompts_per_step"]
+    assert (config.num_generations, example.J) == (PAPER_MATH["G"], 10)
+    assert (config.max_steps, config.learning_rate) == (PAPER_MATH["steps"], PAPER_MATH["lr"])
+    assert (config.temperature, config.max_completion_length) == (PAPER_MATH["temperature"], PAPER_MATH["max_new_tokens"])
+    assert config.beta == PAPER_MATH["kl_coef"] and not config.remove_unused_columns
+    inspect.signature(KAEGRPOTrainer).bind(None, None, J=example.J, **example.KAE)
+    est = StepwiseEstimator.build(example.KAE["estimator"], example.KAE["estimator_options"])
+    assert est.estimator.kernel.name == "triangular"
+
+    # MATH-shaped rows become prompts with a stable id and the column TRL's accuracy reward reads.
+    rows = example.to_prompts(
+        Dataset.from_dict({"problem": ["1+1?", "2+2?"], "level": ["1", "1"], "type": ["a", "a"],
+                           "solution": [r"so \boxed{2}", r"so \boxed{4}"]})
+    )
+    assert rows.column_names == ["solution", "prompt", "prompt_id"] and rows["prompt_id"] == [0, 1]
+    assert example.INSTRUCTION in rows[1]["prompt"][0]["content"]
+    completions = [[{"role": "assistant", "content": r"\boxed{2}"}], [{"role": "assistant", "content": r"\boxed{5}"}]]
+    assert accuracy_reward(completions, rows["solution"]) == [1.0, 0.0]

@@ -311,8 +311,59 @@ def test_save_then_resume_restores_estimator_and_schedule(transfer_queue, tmp_pa
         make_trainer(tmp_path, dataset, "trainer.resume_mode=resume_path", f"trainer.resume_from_path={folder}")
 
 
+def test_trainer_refuses_trajectories_without_keys(transfer_queue, tmp_path, dataset):
+    trainer = make_trainer(tmp_path, dataset)
+    trainer.global_steps = 1
+    keys = ["u_0_0", "u_1_0"]
+    rows = [{"uid": "u", "response_mask": torch.ones(2, dtype=torch.int64), "rm_scores": torch.ones(2)}] * 2
+    tags = [{"status": "success", "global_steps": 1}] * 2
+    tq.kv_batch_put(keys=keys, partition_id="train", fields=list_of_dict_to_tensordict(rows), tags=tags)
+    with pytest.raises(ValueError, match="no data_source and extra_info.index"):
+        trainer._compute_advantage(tq.KVBatchMeta(keys=keys, tags=tags, partition_id="train"), {})
+    tq.kv_clear(keys=keys, partition_id="train")
+
+
 def test_trainer_refuses_estimators_outside_family(tmp_path, dataset):
     cfg = verl_config("trainer.v1.trainer_mode=kae", "algorithm.adv_estimator=grpo")
     with pytest.raises(ValueError, match="trainer.v1.trainer_mode=kae runs kernelvalue's estimators"):
         kae_verl.KAETrainer(cfg)
     OmegaConf.resolve(cfg)  # the composed config itself is fine
+
+
+# ----------------------------------------------------------------------------- the launch script
+def test_example_launch_script_config_is_valid():
+    """Every override of examples/verl_math_kae.sh exists in verl's config and passes verl's own checks."""
+    import subprocess
+    from pathlib import Path
+
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import omega_conf_to_dataclass, validate_config
+
+    from reproduce.presets import PAPER_MATH
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "verl_math_kae.sh"
+    overrides = subprocess.run(
+        ["bash", str(script), "--print-overrides"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    cfg = verl_config(*overrides)  # Hydra refuses keys verl does not have (only '+' ones are new)
+    assert sorted(o.split("=")[0] for o in overrides if o.startswith("+")) == [
+        "+algorithm.kae.bandwidth",
+        "+algorithm.kae.kernel",
+        "+trainer.v1.kae.J",
+    ]
+    validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)  # the worker configs verl builds from these keys
+    omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
+    assert get_trainer_cls(cfg.trainer.v1.trainer_mode) is kae_verl.KAETrainer
+    est = kae_verl.estimator_from_config(cfg)
+    assert (est.name, est.estimator.kernel.name) == ("kae", "triangular")
+    sampler = kae_verl.schedule_from_config(cfg, n_prompts=7500)  # MATH's training split
+    # The paper's G and J; the rest as reproduce's paper preset.
+    assert (cfg.actor_rollout_ref.rollout.n, sampler.J) == (PAPER_MATH["G"], 10)
+    assert "Qwen2.5-Math-7B" in cfg.actor_rollout_ref.model.path
+    assert cfg.data.train_batch_size == PAPER_MATH["prompts_per_step"] == sampler.prompts_per_step
+    assert cfg.trainer.total_training_steps == PAPER_MATH["steps"]
+    assert cfg.actor_rollout_ref.actor.optim.lr == PAPER_MATH["lr"]
+    assert cfg.actor_rollout_ref.rollout.temperature == PAPER_MATH["temperature"]
+    assert cfg.data.max_response_length == PAPER_MATH["max_new_tokens"]
+    assert not cfg.actor_rollout_ref.actor.use_kl_loss and not cfg.algorithm.use_kl_in_reward

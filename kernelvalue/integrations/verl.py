@@ -240,6 +240,12 @@ class KAETrainer(PPOTrainerSync):
         rows = tq.kv_batch_get(
             keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid", "data_source", "index"]
         )
+        if not {"data_source", "index"} <= set(rows.keys()):
+            raise ValueError(
+                f"the trajectories in TransferQueue carry no {KEY_SOURCE}: KAE keys prompts by those fields of each "
+                "dataset row, which verl's agent loop copies into every trajectory; a custom agent loop manager must "
+                "copy them too."
+            )
         uids = rows.get("uid").tolist()
         uid_keys = dict(zip(uids, zip(rows.get("data_source").tolist(), rows.get("index").tolist())))
         padding = {uid for uid, tag in zip(uids, batch.tags) if tag.get("is_padding", False)}
