@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from engine_helpers import require
+from engine_helpers import assert_same_state, require
 
-require("trl")
+require("trl", "trl")
 
 from trl_helpers import UNSCORABLE_PROMPT, RecordingTrainer, make_trainer, prompts, replay  # noqa: E402
 
@@ -30,17 +30,6 @@ pytestmark = pytest.mark.engines
 
 torch.set_num_threads(1)
 HERE = Path(__file__).resolve().parent
-
-
-def assert_same_state(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        if isinstance(a[k], dict):
-            assert_same_state(a[k], b[k])
-        elif isinstance(a[k], np.ndarray):
-            assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
-        else:
-            assert a[k] == b[k], k
 
 
 def test_training_uses_kae_advantages(tmp_path):
@@ -183,3 +172,12 @@ def test_example_script_config_is_valid():
     assert example.INSTRUCTION in rows[1]["prompt"][0]["content"]
     completions = [[{"role": "assistant", "content": r"\boxed{2}"}], [{"role": "assistant", "content": r"\boxed{5}"}]]
     assert accuracy_reward(completions, rows["solution"]) == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("module", ["kernelvalue.integrations.common", "kernelvalue.integrations.schedule"])
+def test_engine_free_modules_doctests(module):
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert res.attempted > 0 and res.failed == 0

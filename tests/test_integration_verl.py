@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from engine_helpers import require
+from engine_helpers import assert_same_state, require
 
-verl = require("verl")
-require("transfer_queue")
+verl = require("verl", "verl")
+require("transfer_queue", "verl")
 
 import ray  # noqa: E402
 import transfer_queue as tq  # noqa: E402
@@ -75,6 +75,17 @@ def test_plugin_registers_family_and_trainer_mode():
         fn = core_algos.get_adv_estimator_fn(name)
         assert fn.__module__ == "kernelvalue.integrations.verl" and fn.__name__ == f"compute_{name}_advantage"
     assert get_trainer_cls("kae") is kae_verl.KAETrainer
+
+
+def test_plugin_failure_is_logged_loudly():
+    # verl logs a failing plugin at DEBUG only; ours says so at ERROR, naming what stops working.
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['transfer_queue'] = None; import verl"  # a broken install
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0  # verl itself still imports
+    assert "kernelvalue's verl plugin failed to load" in proc.stderr and "transfer_queue" in proc.stderr
 
 
 @pytest.mark.parametrize("name", KAE_FAMILY)
@@ -255,17 +266,6 @@ def run_steps(trainer, steps, rng, reference=None):
         out.append((stable, adv))
         tq.kv_clear(keys=batch.keys, partition_id="train")
     return out
-
-
-def assert_same_state(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        if isinstance(a[k], dict):
-            assert_same_state(a[k], b[k])
-        elif isinstance(a[k], np.ndarray):
-            assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k])
-        else:
-            assert a[k] == b[k], k
 
 
 @pytest.mark.parametrize("sync_steps", [1, 2])

@@ -252,7 +252,7 @@ class KAETrainer(PPOTrainerSync):
         with advantage_context(self.kae, uid_keys, self.global_steps, padding) as binding:
             batch = super()._compute_advantage(batch, metrics)
         if binding.baseline_means:
-            metrics["kae/baseline/mean"] = float(np.mean(binding.baseline_means))
+            metrics["kae/baseline_mean"] = float(np.mean(binding.baseline_means))
         return batch
 
     def step(self, metrics, timing_raw):
