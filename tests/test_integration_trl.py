@@ -127,6 +127,8 @@ def test_setup_errors_name_the_fix(tmp_path):
         make_trainer(tmp_path, remove_unused_columns=True)
     with pytest.raises(ValueError, match="normalize_then_sum"):
         make_trainer(tmp_path, multi_objective_aggregation="normalize_then_sum")
+    with pytest.raises(ValueError, match="map-style train_dataset"):
+        make_trainer(tmp_path, dataset=prompts().to_iterable_dataset(), max_steps=2)
     with pytest.raises(ValueError, match="not one of kernelvalue's engine estimators"):
         KAEGRPOTrainer(None, None, estimator="grpo")
     same = prompts().map(lambda row: {"prompt_id": 3})

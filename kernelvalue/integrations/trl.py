@@ -44,7 +44,7 @@ import os
 
 import torch
 from accelerate.utils import gather_object
-from torch.utils.data import IterableDataset
+from datasets import IterableDataset
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
