@@ -90,7 +90,7 @@ from scipy.spatial import cKDTree
 from ._array import array_namespace, as_float, device, to_numpy
 from .binned import binned_criteria, binned_smooth, binned_smoother_stats, linear_binning
 from .kernels import get_kernel
-from .smoothing import check_bandwidth, check_degree, smooth, smoother_stats
+from .smoothing import _fastsum, check_bandwidth, check_degree, smooth, smoother_stats, use_fastsum
 
 __all__ = [
     "METHODS",
@@ -234,26 +234,39 @@ def _fit_from_stats(st, y, sw, xp):
 
 
 class _Evaluator:
-    """Criterion ingredients for one data set at any bandwidth, exact or binned.
+    """Criterion ingredients for one data set at any bandwidth: exact (fast
+    sums or pairwise) or binned.
 
-    Exact: :func:`kernelvalue.smoothing.smoother_stats` (``O(n^2)`` per
-    bandwidth at worst, chunked). Binned: the data are binned once; each
-    bandwidth then costs ``O(M log M)`` through
+    Exact pairwise: :func:`kernelvalue.smoothing.smoother_stats` (``O(n^2)``
+    per bandwidth at worst, chunked). Exact fast sums (1-D, polynomial or
+    exponential kernels; :mod:`kernelvalue.fastsum`): the data are sorted
+    once, then each bandwidth costs ``O(n)``. Binned: the data are binned
+    once; each bandwidth then costs ``O(M log M)`` through
     :func:`kernelvalue.binned.binned_criteria`.
     """
 
-    def __init__(self, X, y, kernel, degree, sw, xp, binned, grid_size):
+    def __init__(self, X, y, kernel, degree, sw, xp, binned, grid_size, algorithm="auto"):
         self.X, self.y, self.kernel, self.degree, self.sw, self.xp = X, y, kernel, degree, sw, xp
+        self.algorithm = algorithm
         self.binned = bool(binned)
+        self._fast = None
         if self.binned:
             if X.shape[1] != 1:
                 raise ValueError(f"binned=True supports 1-D X only, got {X.shape[1]} features; use binned=False.")
             self._data = linear_binning(X[:, 0], y, sample_weight=sw, grid_size=grid_size)
+        elif use_fastsum(algorithm, X, kernel, y, sw):
+            self._fast = _fastsum(X, y, get_kernel(kernel), sw)
+
+    @property
+    def method(self):
+        """``"binned"``, ``"fastsum"`` or ``"direct"``."""
+        return "binned" if self.binned else ("fastsum" if self._fast is not None else "direct")
 
     def stats(self, h):
         """:class:`~kernelvalue.smoothing.SmootherStats` at bandwidth ``h``."""
         if not self.binned:
-            return smoother_stats(self.X, self.y, h, kernel=self.kernel, degree=self.degree, sample_weight=self.sw)
+            return smoother_stats(self.X, self.y, h, kernel=self.kernel, degree=self.degree, sample_weight=self.sw,
+                                  algorithm=self.algorithm)
         with warnings.catch_warnings():
             # A too-coarse-grid warning per grid bandwidth would drown the user;
             # the criterion is still scored (and the exact path is one flag away).
@@ -262,6 +275,9 @@ class _Evaluator:
 
     def fit(self, h):
         """:class:`_Fit` at bandwidth ``h``."""
+        if self._fast is not None:
+            mse, loo, trace, n, n_bad = self._fast.criteria(float(np.asarray(h).reshape(-1)[0]), self.degree)
+            return _Fit(mse, loo, trace, n, n_bad)
         if not self.binned:
             return _fit_from_stats(self.stats(h), self.y, self.sw, self.xp)
         with warnings.catch_warnings():

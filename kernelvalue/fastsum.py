@@ -197,13 +197,19 @@ class FastSmoother:
         trace = float(np.sum(diag[~bad])) if n_bad else float(np.sum(diag))
         if n_bad:
             return math.inf, math.inf, trace, y.shape[0], n_bad
+        # Plain sums, not np.dot: BLAS threads spin badly on a busy machine.
         r = y - fit
+        wr2 = r * r
+        if self.w is not None:
+            wr2 *= w
         wsum = float(np.sum(w))
-        mse = float(np.dot(w, r * r)) / wsum
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r /= 1.0 - diag
-        loo = float(np.dot(w, r * r)) / wsum if np.all(diag < 1.0) else math.inf
-        return mse, loo, trace, y.shape[0], 0
+        mse = float(np.sum(wr2)) / wsum
+        if not np.all(diag < 1.0):
+            return mse, math.inf, trace, y.shape[0], 0
+        one_minus = 1.0 - diag
+        wr2 /= one_minus
+        wr2 /= one_minus
+        return mse, float(np.sum(wr2)) / wsum, trace, y.shape[0], 0
 
     def smooth(self, x_eval, bandwidth, degree, return_norm=False, norm_weights=None):
         """Fit (and ``sum_j c_j l_j(x)^2``) at new points; ``bad`` marks undefined fits.
@@ -563,19 +569,9 @@ def _poly_sums(x, z, in_sample, h, coef, sets, exact_edges):
     n_pows = [D + n_p for _, n_p in sets]
     fp = _PolyPass(x, h, sets, n_pows)
     lo, mid, hi = _window_edges(x, z, in_sample, h, odd, exact_edges)
-    # out_p = sum_k coef_k |t|^k t^p = sum_k coef_k sign^k mu_(k+p) per side:
-    # one small matrix per set and side, applied to the stacked moments.
+    # out_p = sum_k coef_k |t|^k t^p = sum_k coef_k sign^k mu_(k+p) per side.
     sides = [(-1.0, 0), (1.0, 1)] if odd else [(1.0, None)]
-    mats = []
-    for sign, _ in sides:
-        signed = coef * sign ** np.arange(D + 1)
-        blocks = []
-        for (_, n_p), k in zip(sets, n_pows):
-            mat = np.zeros((n_p, k))
-            for p in range(n_p):
-                mat[p, p : p + D + 1] = signed
-            blocks.append(mat)
-        mats.append(blocks)
+    terms = [[(k, float(c * sign**k)) for k, c in enumerate(coef) if c != 0.0] for sign, _ in sides]
     outs = [np.empty((n_p, z.shape[0])) for _, n_p in sets]
     mass = np.empty(z.shape[0])
     for start in range(0, z.shape[0], _CHUNK):
@@ -587,12 +583,15 @@ def _poly_sums(x, z, in_sample, h, coef, sets, exact_edges):
             mu, scale = fp.moments(a, b, zc)
             mass[sl] += scale
             row = 0
-            for out, mat, k in zip(outs, mats[s_i], n_pows):
-                part = mat @ mu[row : row + k]
-                if s_i == 0:
-                    out[:, sl] = part
-                else:
-                    out[:, sl] += part
+            for out, (_, n_p), k in zip(outs, sets, n_pows):
+                for p in range(n_p):
+                    # Explicit sums, not a matrix product: few terms, and BLAS
+                    # threads spin badly on a busy machine.
+                    part = sum(c * mu[row + p + j] for j, c in terms[s_i])
+                    if s_i == 0:
+                        out[p, sl] = part
+                    else:
+                        out[p, sl] += part
                 row += k
     return outs, mass
 

@@ -15,6 +15,15 @@ weight is exactly zero (compact support, or float64 underflow of the Gaussian
 and exponential kernels), so the result is the same sum while the cost drops
 from ``O(m n)`` to ``O(m * points in reach)``.
 
+Algorithms: in 1-D, kernels with a polynomial or exponential form (every
+built-in kernel but the Gaussian) are summed exactly in ``O(n + m log n)``
+by :mod:`kernelvalue.fastsum` (``algorithm="fastsum"``); the pairwise path
+above is ``algorithm="direct"``. ``algorithm="auto"`` (the default) takes the
+fast sums from :data:`FASTSUM_MIN_N` training points on, where they start to
+pay, unless autograd tracks an input (the fast sums run in float64 numpy on
+the host, then move the result back to the input's namespace, device and
+dtype). Both agree to about ``1e-10`` relative (tested).
+
 No-data policy: where an evaluation point has no training data inside the
 kernel support (NW's 0/0), or too few distinct points for a local line, the
 smoother row, the prediction and its norm are NaN and a ``RuntimeWarning``
@@ -42,10 +51,13 @@ import numbers
 import warnings
 from dataclasses import dataclass
 
-from ._array import array_namespace, as_float, device, iadd, idiv, imul, to_numpy
+from ._array import _tracked, array_namespace, as_float, device, iadd, idiv, imul, like, to_numpy
+from .fastsum import FastSmoother, supports
 from .kernels import get_kernel
 
 __all__ = [
+    "ALGORITHMS",
+    "FASTSUM_MIN_N",
     "SmootherStats",
     "check_bandwidth",
     "check_degree",
@@ -53,6 +65,7 @@ __all__ = [
     "smooth",
     "smoother_matrix",
     "smoother_stats",
+    "use_fastsum",
 ]
 
 # Elements of the (chunk, n, d) block of weights built at once. On CPU, blocks
@@ -63,6 +76,13 @@ __all__ = [
 # launches.
 _BLOCK_ELEMENTS_CPU = 1 << 16
 _BLOCK_ELEMENTS_ACCELERATOR = 1 << 22
+
+#: Values of the ``algorithm`` argument.
+ALGORITHMS = ("auto", "fastsum", "direct")
+
+#: Training-set size from which ``algorithm="auto"`` uses the exact fast sums
+#: (below it the pairwise path is as fast: ~0.3 ms either way at n = 256).
+FASTSUM_MIN_N = 256
 
 
 def check_bandwidth(bandwidth, n_features, xp, dtype, dev):
@@ -109,6 +129,43 @@ def check_degree(degree):
     if isinstance(degree, bool) or not isinstance(degree, numbers.Integral) or degree not in (0, 1):
         raise ValueError(f"degree={degree!r} is not supported; pass 0 (Nadaraya-Watson) or 1 (local linear).")
     return int(degree)
+
+
+def use_fastsum(algorithm, X, kernel, *arrays):
+    """Whether the exact fast sums compute this 1-D fit (see the module notes).
+
+    Raises
+    ------
+    ValueError
+        If ``algorithm`` is unknown, or is ``"fastsum"`` where the fast sums do
+        not apply (more than one feature, a kernel without a polynomial or
+        exponential form, or inputs tracked by autograd).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> use_fastsum("auto", np.zeros((1000, 1)), "epanechnikov"), use_fastsum("auto", np.zeros((1000, 1)), "gaussian")
+    (True, False)
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm={algorithm!r} is unknown; choose one of {list(ALGORITHMS)}.")
+    if algorithm == "direct":
+        return False
+    d = 1 if X.ndim == 1 else X.shape[1]
+    kern = get_kernel(kernel)
+    tracked = any(a is not None and _tracked(a) for a in (X, *arrays))
+    applicable = d == 1 and supports(kern) and not tracked
+    if algorithm == "fastsum":
+        if not applicable:
+            why = (f"X has {d} features" if d != 1 else f"kernel {kern.name!r} has no polynomial or exponential form"
+                   if not supports(kern) else "an input is tracked by autograd")
+            raise ValueError(f"algorithm='fastsum' does not apply: {why}; use algorithm='direct' or 'auto'.")
+        return True
+    return applicable and X.shape[0] >= FASTSUM_MIN_N
+
+
+def _fastsum(X, y, kern, sw):
+    return FastSmoother(to_numpy(X[:, 0]), to_numpy(y), kern, None if sw is None else to_numpy(sw))
 
 
 def _chunk_size(X, chunk_size):
@@ -332,6 +389,7 @@ def smooth(
     return_norm=False,
     chunk_size=None,
     norm_weights=None,
+    algorithm="auto",
 ):
     """Fitted values ``l(x) @ y`` at the evaluation points, chunked.
 
@@ -350,6 +408,8 @@ def smooth(
         With ``return_norm``: return ``sum_j c_j l_j(x)^2`` for these ``c``
         instead (e.g. ``c = 1 / w`` gives the variance factor under frequency
         weights ``w``, the norm on the data with rows repeated).
+    algorithm : {"auto", "fastsum", "direct"}
+        Exact fast sums or pairwise sums (see the module notes).
 
     Returns
     -------
@@ -366,6 +426,13 @@ def smooth(
     xp, X, x_eval, h, kern, sw = _prepare(X, x_eval, bandwidth, kernel, degree, sample_weight)
     y = xp.asarray(y, dtype=X.dtype, device=device(X))
     c = None if norm_weights is None else xp.asarray(norm_weights, dtype=X.dtype, device=device(X))
+    if use_fastsum(algorithm, X, kern, y, sw, c):
+        fit, norm2, bad = _fastsum(X, y, kern, sw).smooth(
+            to_numpy(x_eval[:, 0]), float(to_numpy(h)[0]), degree, return_norm, None if c is None else to_numpy(c)
+        )
+        if bad.any():
+            _warn_no_data(int(bad.sum()), bandwidth)
+        return (like(fit, X), like(norm2, X)) if return_norm else like(fit, X)
     X, (y, sw, c), _ = _sorted_data(X, (y, sw, c), xp)
     order, inverse = _by_first_feature(x_eval, xp)
     x_eval = xp.take(x_eval, order, axis=0)
@@ -418,11 +485,14 @@ class SmootherStats:
     n_undefined: int
 
 
-def smoother_stats(X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weight=None, chunk_size=None):
+def smoother_stats(
+    X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weight=None, chunk_size=None, algorithm="auto"
+):
     """Fitted values, leverages, ``tr S`` and ``tr S S^T`` in one chunked pass.
 
     Never forms ``S``; warns nothing (callers decide what an undefined fit
-    means: the CV criteria score it as infinite).
+    means: the CV criteria score it as infinite). ``algorithm`` as in
+    :func:`smooth`.
 
     Examples
     --------
@@ -434,6 +504,9 @@ def smoother_stats(X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weig
     """
     xp, X, _, h, kern, sw = _prepare(X, None, bandwidth, kernel, degree, sample_weight)
     y = xp.asarray(y, dtype=X.dtype, device=device(X))
+    if use_fastsum(algorithm, X, kern, y, sw):
+        st = _fastsum(X, y, kern, sw).stats(float(to_numpy(h)[0]), degree)
+        return SmootherStats(like(st.fitted, X), like(st.diag, X), st.trace, st.trace_sst, int(st.bad.sum()))
     X, (y, sw), inverse = _sorted_data(X, (y, sw), xp)
     fitted, diag, sst, n_bad = [], [], 0.0, 0
     for start, stop, cols, rows, bad in _blocks(X, X, h, kern, sw, degree, xp, chunk_size):
