@@ -133,6 +133,13 @@ class BandwidthResult:
         True if the optimum sits at the edge of the grid (a warning was issued).
     score : float or None
         Criterion at the selected bandwidth (None for the rules).
+    outliers : ndarray of int or None
+        Rows of X far outside the bulk (a warning names them), left out of the
+        criterion and of the default grid; None when there are none (and for
+        the rules).
+    algorithm : str or None
+        What computed the criteria: ``"binned"``, ``"fastsum"`` or ``"direct"``
+        (None for the rules).
     """
 
     bandwidth: float | np.ndarray
@@ -141,6 +148,8 @@ class BandwidthResult:
     scores: np.ndarray | None
     at_edge: bool
     score: float | None = None
+    outliers: np.ndarray | None = None
+    algorithm: str | None = None
 
 
 # --------------------------------------------------------------------------- validation
@@ -221,16 +230,26 @@ class _Fit:
     n_undefined: int
 
 
-def _fit_from_stats(st, y, sw, xp):
+def _fit_from_stats(st, y, sw, xp, rows=None):
+    """:class:`_Fit` from smoother statistics, over the rows ``rows`` (all by default)."""
+    fitted, diag, trace = st.fitted, st.diag, st.trace
+    if rows is not None:
+        keep = xp.asarray(np.flatnonzero(rows), device=device(y))
+        fitted, diag, y = xp.take(fitted, keep), xp.take(diag, keep), xp.take(y, keep)
+        sw = None if sw is None else xp.take(sw, keep)
+        n_undefined = int(xp.sum(xp.astype(xp.isnan(fitted), xp.int64)))
+        trace = float(xp.sum(xp.where(xp.isnan(diag), xp.zeros_like(diag), diag)))
+    else:
+        n_undefined = st.n_undefined
     n = y.shape[0]
-    if st.n_undefined:
-        return _Fit(math.inf, math.inf, st.trace, n, st.n_undefined)
-    r = y - st.fitted
+    if n_undefined:
+        return _Fit(math.inf, math.inf, trace, n, n_undefined)
+    r = y - fitted
     with np.errstate(divide="ignore", invalid="ignore"):
-        resid = r / (1.0 - st.diag)
+        resid = r / (1.0 - diag)
     # S_ii = 1 (no other data in the window): the leave-one-out fit does not exist.
     loo = _wmean(resid * resid, sw, xp) if bool(xp.all(xp.isfinite(resid))) else math.inf
-    return _Fit(_wmean(r * r, sw, xp), loo, float(st.trace), n, 0)
+    return _Fit(_wmean(r * r, sw, xp), loo, float(trace), n, 0)
 
 
 class _Evaluator:
@@ -245,14 +264,21 @@ class _Evaluator:
     :func:`kernelvalue.binned.binned_criteria`.
     """
 
-    def __init__(self, X, y, kernel, degree, sw, xp, binned, grid_size, algorithm="auto"):
+    def __init__(self, X, y, kernel, degree, sw, xp, binned, grid_size, algorithm="auto", rows=None):
         self.X, self.y, self.kernel, self.degree, self.sw, self.xp = X, y, kernel, degree, sw, xp
         self.algorithm = algorithm
+        self.rows = rows  # numpy bool mask of the rows the criteria average over (None: all)
         self.binned = bool(binned)
         self._fast = None
         if self.binned:
             if X.shape[1] != 1:
                 raise ValueError(f"binned=True supports 1-D X only, got {X.shape[1]} features; use binned=False.")
+            if rows is not None:
+                # Isolated outliers carry no weight at the inliers' bandwidths;
+                # binning them would only stretch the grid.
+                keep = xp.asarray(np.flatnonzero(rows), device=device(X))
+                X, y = xp.take(X, keep, axis=0), xp.take(y, keep)
+                sw = None if sw is None else xp.take(sw, keep)
             self._data = linear_binning(X[:, 0], y, sample_weight=sw, grid_size=grid_size)
         elif use_fastsum(algorithm, X, kernel, y, sw):
             self._fast = _fastsum(X, y, get_kernel(kernel), sw)
@@ -276,10 +302,11 @@ class _Evaluator:
     def fit(self, h):
         """:class:`_Fit` at bandwidth ``h``."""
         if self._fast is not None:
-            mse, loo, trace, n, n_bad = self._fast.criteria(float(np.asarray(h).reshape(-1)[0]), self.degree)
+            mse, loo, trace, n, n_bad = self._fast.criteria(float(np.asarray(h).reshape(-1)[0]), self.degree,
+                                                            self.rows)
             return _Fit(mse, loo, trace, n, n_bad)
         if not self.binned:
-            return _fit_from_stats(self.stats(h), self.y, self.sw, self.xp)
+            return _fit_from_stats(self.stats(h), self.y, self.sw, self.xp, self.rows)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             c = binned_criteria(self._data, float(h), kernel=self.kernel, degree=self.degree)
@@ -314,14 +341,17 @@ def _aicc(f):
 _FROM_FIT = {"loo": _loo, "gcv": _gcv, "aicc": _aicc}
 
 
-def _folds(n, n_folds, random_state):
+def _folds(n, n_folds, random_state, rows=None):
+    """Held-out index sets: a seeded permutation of the scored rows, split."""
     if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or not 2 <= n_folds <= n:
         raise ValueError(f"n_folds must be an integer in [2, n={n}], got {n_folds!r}.")
     perm = np.random.default_rng(random_state).permutation(n)
+    if rows is not None:
+        perm = perm[rows[perm]]  # outliers stay in every training set, never held out
     return np.array_split(perm, int(n_folds))
 
 
-def _kfold(X, y, h, kernel, degree, sw, xp, folds, binned, grid_size):
+def _kfold(X, y, h, kernel, degree, sw, xp, folds, binned, grid_size, algorithm="auto"):
     dev = device(X)
     n = X.shape[0]
     sq_err, weights = [], []
@@ -339,7 +369,7 @@ def _kfold(X, y, h, kernel, degree, sw, xp, folds, binned, grid_size):
                 pred = binned_smooth(Xtr[:, 0], ytr, Xte[:, 0], float(h), kernel=kernel, degree=degree,
                                      sample_weight=swtr, grid_size=grid_size)
             else:
-                pred = smooth(Xtr, ytr, Xte, h, kernel=kernel, degree=degree, sample_weight=swtr)
+                pred = smooth(Xtr, ytr, Xte, h, kernel=kernel, degree=degree, sample_weight=swtr, algorithm=algorithm)
         if not bool(xp.all(xp.isfinite(pred))):
             return math.inf
         e = xp.take(y, te, axis=0) - pred
@@ -368,6 +398,8 @@ def _criterion_doc(summary, examples):
         Use the binned 1-D approximation (:mod:`kernelvalue.binned`).
     grid_size : int, optional
         Binning grid size (``binned=True`` only).
+    algorithm : {{"auto", "fastsum", "direct"}}
+        Exact fast sums or pairwise sums (:func:`kernelvalue.smoothing.smooth`).
 
     Returns
     -------
@@ -380,22 +412,25 @@ def _criterion_doc(summary, examples):
     """
 
 
-def loo_score(X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weight=None, binned=False, grid_size=None):
+def loo_score(X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weight=None, binned=False, grid_size=None,
+              algorithm="auto"):
     xp, X, y, sw = _validate(X, y, sample_weight)
     check_degree(degree)
-    return _loo(_Evaluator(X, y, kernel, degree, sw, xp, binned, grid_size).fit(bandwidth))
+    return _loo(_Evaluator(X, y, kernel, degree, sw, xp, binned, grid_size, algorithm).fit(bandwidth))
 
 
-def gcv_score(X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weight=None, binned=False, grid_size=None):
+def gcv_score(X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weight=None, binned=False, grid_size=None,
+              algorithm="auto"):
     xp, X, y, sw = _validate(X, y, sample_weight)
     check_degree(degree)
-    return _gcv(_Evaluator(X, y, kernel, degree, sw, xp, binned, grid_size).fit(bandwidth))
+    return _gcv(_Evaluator(X, y, kernel, degree, sw, xp, binned, grid_size, algorithm).fit(bandwidth))
 
 
-def aicc_score(X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weight=None, binned=False, grid_size=None):
+def aicc_score(X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weight=None, binned=False, grid_size=None,
+              algorithm="auto"):
     xp, X, y, sw = _validate(X, y, sample_weight)
     check_degree(degree)
-    return _aicc(_Evaluator(X, y, kernel, degree, sw, xp, binned, grid_size).fit(bandwidth))
+    return _aicc(_Evaluator(X, y, kernel, degree, sw, xp, binned, grid_size, algorithm).fit(bandwidth))
 
 
 loo_score.__doc__ = _criterion_doc(
@@ -424,7 +459,7 @@ aicc_score.__doc__ = _criterion_doc(
 
 def kfold_score(
     X, y, bandwidth, kernel="epanechnikov", degree=0, sample_weight=None, n_folds=5, random_state=None,
-    binned=False, grid_size=None,
+    binned=False, grid_size=None, algorithm="auto",
 ):
     """K-fold CV: refit on ``n_folds - 1`` folds, predict the held-out fold.
 
@@ -435,7 +470,7 @@ def kfold_score(
 
     Parameters
     ----------
-    X, y, bandwidth, kernel, degree, sample_weight, binned, grid_size
+    X, y, bandwidth, kernel, degree, sample_weight, binned, grid_size, algorithm
         As in :func:`loo_score`.
     n_folds : int
         Number of folds, ``2 <= n_folds <= n``.
@@ -459,7 +494,8 @@ def kfold_score(
         raise ValueError("binned=True supports 1-D X only; use binned=False.")
     h = check_bandwidth(bandwidth, X.shape[1], xp, X.dtype, device(X))
     h = float(h[0]) if X.shape[1] == 1 else h
-    return _kfold(X, y, h, kernel, degree, sw, xp, _folds(X.shape[0], n_folds, random_state), binned, grid_size)
+    return _kfold(X, y, h, kernel, degree, sw, xp, _folds(X.shape[0], n_folds, random_state), binned, grid_size,
+                  algorithm)
 
 
 # --------------------------------------------------------------------------- rules
@@ -814,9 +850,49 @@ def _check_grid(grid):
     return np.unique(g)
 
 
+def _outlying_rows(Xn, k):
+    """Rows isolated far outside the bulk of ``X``, or None.
+
+    A row is outlying when, in some feature, it lies beyond Tukey's far-out
+    fences ``[Q1 - 3 IQR, Q3 + 3 IQR]`` *and* its ``k``-th nearest neighbour
+    is more than one IQR away (max-norm, features in IQR units). Heavy but
+    continuous tails pass the second test: only points with no data near
+    them are caught.
+    """
+    q1, q3 = np.quantile(Xn, [0.25, 0.75], axis=0)
+    iqr = q3 - q1
+    unit = np.where(iqr > 0, iqr, Xn.std(axis=0))
+    if not np.all(unit > 0):
+        return None  # constant features: reported by _scales
+    far = np.flatnonzero(np.any((Xn < q1 - 3 * iqr) | (Xn > q3 + 3 * iqr), axis=1))
+    if far.size == 0 or far.size > Xn.shape[0] // 2:
+        return None
+    Z = Xn / unit
+    k = min(k, Xn.shape[0] - 1)
+    gap = cKDTree(Z).query(Z[far], k=k + 1, p=np.inf)[0][:, k]
+    rows = np.zeros(Xn.shape[0], dtype=bool)
+    rows[far[gap > 1.0]] = True
+    return rows if rows.any() else None
+
+
+def _warn_outliers(rows, Xn, method):
+    idx = np.flatnonzero(rows)
+    example = ", ".join(f"X[{i}] = {np.array2string(Xn[i], precision=4)}" for i in idx[:3])
+    warnings.warn(
+        f"select_bandwidth(method={method!r}): {idx.size} row(s) of X lie far outside the bulk of the data "
+        f"({example}{', ...' if idx.size > 3 else ''}: beyond Q1 - 3 IQR or Q3 + 3 IQR and more than one IQR "
+        "from their neighbours). They are left out of the criterion and of the default bandwidth grid, "
+        "which they would otherwise stretch to their distance from the data; they stay in every fit. The "
+        "fit at such a row uses whatever data the selected bandwidth reaches (none, i.e. NaN, with a compact "
+        "kernel). Drop them, or pass `grid` to search wider bandwidths.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def select_bandwidth(
     X, y, method, *, kernel="epanechnikov", degree=0, sample_weight=None, grid=None, n_grid=30, n_folds=5,
-    random_state=None, binned=False, grid_size=None,
+    random_state=None, binned=False, grid_size=None, algorithm="auto",
 ):
     """Select a bandwidth by a CV-type criterion or a rule.
 
@@ -843,9 +919,13 @@ def select_bandwidth(
     random_state : int or None
         Seed of the k-fold permutation.
     binned : bool
-        Criteria from :func:`kernelvalue.binned.binned_smoother_stats` (1-D only).
+        Criteria from :func:`kernelvalue.binned.binned_smoother_stats` (1-D only);
+        for "plugin", the binned plug-in (KernSmooth ``dpill``).
     grid_size : int, optional
         Binning grid size.
+    algorithm : {"auto", "fastsum", "direct"}
+        How the exact (``binned=False``) criteria sum: exact fast sums or
+        pairwise (:func:`kernelvalue.smoothing.smooth`).
 
     Returns
     -------
@@ -855,7 +935,8 @@ def select_bandwidth(
     Warns
     -----
     UserWarning
-        If the optimum is at an edge of the grid (``at_edge=True``).
+        If the optimum is at an edge of the grid (``at_edge=True``), and if
+        rows of X lie far outside the bulk (see :attr:`BandwidthResult.outliers`).
 
     Examples
     --------
@@ -898,19 +979,27 @@ def select_bandwidth(
 
     if isinstance(n_grid, bool) or not isinstance(n_grid, (int, np.integer)) or n_grid < 3:
         raise ValueError(f"n_grid must be an integer >= 3, got {n_grid!r}.")
-    folds = _folds(n, n_folds, random_state) if method == "kfold" else None
     Xn = np.asarray(to_numpy(X), dtype=float)
-    scale = _scales(Xn)
-    cgrid = _default_grid(Xn, scale, kern, degree, int(n_grid)) if grid is None else _check_grid(grid)
+    outliers = _outlying_rows(Xn, 1 if degree == 0 else d + 1)
+    inliers = None
+    if outliers is not None:
+        _warn_outliers(outliers, Xn, method)
+        inliers = ~outliers
+    folds = _folds(n, n_folds, random_state, inliers) if method == "kfold" else None
+    Xg = Xn if inliers is None else Xn[inliers]
+    scale = _scales(Xg)
+    cgrid = _default_grid(Xg, scale, kern, degree, int(n_grid)) if grid is None else _check_grid(grid)
 
-    evaluator = None if method == "kfold" else _Evaluator(X, y, kern, degree, sw, xp, binned, grid_size)
+    evaluator = None
+    if method != "kfold":
+        evaluator = _Evaluator(X, y, kern, degree, sw, xp, binned, grid_size, algorithm, inliers)
     cache = {}
 
     def score(c):
         if c not in cache:
             h = float(c) if d == 1 else c * scale
             if method == "kfold":
-                cache[c] = _kfold(X, y, h, kern, degree, sw, xp, folds, binned, grid_size)
+                cache[c] = _kfold(X, y, h, kern, degree, sw, xp, folds, binned, grid_size, algorithm)
             else:
                 cache[c] = _FROM_FIT[method](evaluator.fit(h))
         return cache[c]
@@ -962,4 +1051,7 @@ def select_bandwidth(
         bandwidth, grid_out = best_c * scale, cgrid[:, None] * scale[None, :]
     if not np.all(np.asarray(bandwidth) > 0):  # exp/positive grids make this impossible; guard anyway
         raise RuntimeError("internal error: selected a non-positive bandwidth.")
-    return BandwidthResult(bandwidth, method, grid_out, scores, at_edge, best_s)
+    out = None if outliers is None else np.flatnonzero(outliers)
+    algo = "binned" if binned else ("fastsum" if evaluator is not None and evaluator.method == "fastsum" else
+                                    "fastsum" if use_fastsum(algorithm, X, kern, y, sw) else "direct")
+    return BandwidthResult(bandwidth, method, grid_out, scores, at_edge, best_s, out, algo)
