@@ -90,7 +90,18 @@ from scipy.spatial import cKDTree
 from ._array import array_namespace, as_float, device, to_numpy
 from .binned import BINNED_THRESHOLD, binned_criteria, binned_smooth, binned_smoother_stats, linear_binning
 from .kernels import get_kernel
-from .smoothing import _fastsum, check_bandwidth, check_degree, smooth, smoother_stats, use_fastsum
+from ._array import _tracked
+from .smoothing import (
+    SmootherStats,
+    _fastsum,
+    _pairwise,
+    _smoother_stats,
+    check_bandwidth,
+    check_degree,
+    smooth,
+    smoother_stats,
+    use_fastsum,
+)
 
 __all__ = [
     "METHODS",
@@ -269,7 +280,7 @@ class _Evaluator:
         self.algorithm = algorithm
         self.rows = rows  # numpy bool mask of the rows the criteria average over (None: all)
         self.binned = bool(binned)
-        self._fast = None
+        self._fast = self._pair = None
         if self.binned:
             if X.shape[1] != 1:
                 raise ValueError(f"binned=True supports 1-D X only, got {X.shape[1]} features; use binned=False.")
@@ -282,6 +293,13 @@ class _Evaluator:
             self._data = linear_binning(X[:, 0], y, sample_weight=sw, grid_size=grid_size)
         elif use_fastsum(algorithm, X, kernel, y, sw):
             self._fast = _fastsum(X, y, get_kernel(kernel), sw)
+        elif X.shape[1] == 1 and not any(_tracked(a) for a in (X, y, sw) if a is not None):
+            # Pairwise sums on data sorted once, with the pairwise differences kept.
+            self._pair = _pairwise(X, y, get_kernel(kernel), sw, xp)
+            self._pair_rows = None
+            if rows is not None:
+                self._pair_rows = np.empty_like(rows)
+                self._pair_rows[to_numpy(self._pair.inverse)] = rows
 
     @property
     def method(self):
@@ -305,8 +323,13 @@ class _Evaluator:
             mse, loo, trace, n, n_bad = self._fast.criteria(float(np.asarray(h).reshape(-1)[0]), self.degree,
                                                             self.rows)
             return _Fit(mse, loo, trace, n, n_bad)
+        if self._pair is not None:
+            fitted, diag, trace, _, n_bad = self._pair.stats(float(np.asarray(h).reshape(-1)[0]), self.degree, False)
+            st = SmootherStats(fitted, diag, trace, math.nan, n_bad)
+            return _fit_from_stats(st, self._pair.y, self._pair.sw, self.xp, self._pair_rows)
         if not self.binned:
-            return _fit_from_stats(self.stats(h), self.y, self.sw, self.xp, self.rows)
+            st = _smoother_stats(self.X, self.y, h, self.kernel, self.degree, self.sw, None, self.algorithm, False)
+            return _fit_from_stats(st, self.y, self.sw, self.xp, self.rows)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             c = binned_criteria(self._data, float(h), kernel=self.kernel, degree=self.degree)
