@@ -97,8 +97,10 @@ def _check_scale(xp, y, sw):
     support").
     """
     big = float(xp.finfo(y.dtype).max) / 16.0
-    w_sum = float(y.shape[0]) if sw is None else float(xp.sum(sw))
-    if sw is not None and not (w_sum < big and float(xp.sum(sw * sw)) < big):
+    with np.errstate(over="ignore"):  # an overflow is the finding, reported below
+        w_sum = float(y.shape[0]) if sw is None else float(xp.sum(sw))
+        w2_sum = 0.0 if sw is None else float(xp.sum(sw * sw))
+    if sw is not None and not (w_sum < big and w2_sum < big):
         raise ValueError(
             f"sample_weight is too large for {y.dtype} arithmetic (sum of weights {w_sum:.3g}); weights only "
             "matter relative to each other: divide them by their mean."

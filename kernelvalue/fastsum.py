@@ -72,6 +72,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -84,8 +85,10 @@ __all__ = ["FastSmoother", "FastStats", "supports"]
 # Evaluation points per block: the per-point work runs on arrays of this
 # length, small enough to stay in cache with a dozen moment rows.
 _CHUNK = 1 << 15
+# Points per piece above which moment rows are gathered one by one.
+_ROWWISE = 4096
 # Round-off amplification allowed in moving a piece's moments to z.
-_SHIFT_GAIN = 1e3
+_SHIFT_GAIN = 1e4
 # Cells never wider than this many bandwidths (wider only adds magnitude).
 _MAX_CELL = 16.0
 # Points per sequential block of the exponential recursion.
@@ -259,10 +262,13 @@ class FastSmoother:
         kern = self.kernel
         if kern.exp_scale is not None:
             rate, scale = (2.0, kern.exp_scale**2) if squared else (1.0, kern.exp_scale)
-            return [scale * a for a in _exp_sums(self.x, z, in_sample, h, rate, sets)], None
+            outs = [scale * a for a in _exp_sums(self.x, z, in_sample, h, rate, sets)]
+            # Each sum carries a few dozen roundings relative to itself (one
+            # per recursion step it passed): ill-conditioned local-linear fits
+            # (far extrapolation) still go to the pairwise fallback.
+            return outs, np.full(z.shape[0], _EXP_BLOCK * np.finfo(float).eps)
         coef = _coefficients(kern, squared)
-        exact_edges = float(np.polynomial.polynomial.polyval(1.0, coef)) != 0.0
-        outs, scale = _poly_sums(self.x, z, in_sample, h, coef, sets, exact_edges)
+        outs, scale = _poly_sums(self.x, z, in_sample, h, coef, sets, kern)
         with np.errstate(divide="ignore", invalid="ignore"):
             rho = np.finfo(float).eps * float(np.sum(np.abs(coef))) * scale / outs[0][0]
         # A non-positive sum over a non-empty window may be round-off around 0.
@@ -331,8 +337,9 @@ def _coefficients(kern, squared):
 def _direct_fit(x, y, w, c, z, h, kern, degree, need_norm):
     """Fit, leverage factor, norm and undefined mask at ``z`` pair by pair over
     each window, as the direct path forms them (the fallback of :meth:`FastSmoother._fit`)."""
-    lo = np.searchsorted(x, z - h, side="left")
-    hi = np.searchsorted(x, z + h, side="right")
+    reach = kern.tail_bound() * h  # exactly zero weight beyond (support, or float underflow)
+    lo = np.searchsorted(x, z - reach, side="left")
+    hi = np.searchsorted(x, z + reach, side="right")
     m = z.shape[0]
     fit, A, norm, bad = np.empty(m), np.empty(m), np.empty(m), np.empty(m, dtype=bool)
     sizes = hi - lo
@@ -443,21 +450,31 @@ def _centred_prefix(sets, cells, n_pows):
     return G, mean
 
 
+@functools.lru_cache(maxsize=None)
+def _pascal_diagonals(K):
+    """``C(m + step, m)`` for ``m < K - step``, as column vectors, for each step."""
+    return [np.array([math.comb(m + step, m) for m in range(K - step)], dtype=np.float64)[:, None]
+            for step in range(1, K)]
+
+
 def _shift_pascal(M, delta, n_pows):
     """Each set's moments about a cell centre moved to ``z`` (``delta`` = centre
     minus ``z``): ``mu_k = sum_m C(k, m) delta^(k-m) M_m``, one diagonal of the
-    Pascal matrix per step."""
+    Pascal matrix per step (sets of equal size in one go)."""
     out = M.copy()
-    row = 0
-    for K in n_pows:
-        src, dst = M[row : row + K], out[row : row + K]
+    if len(set(n_pows)) == 1:
+        K = n_pows[0]
+        blocks = [(M.reshape(len(n_pows), K, -1), out.reshape(len(n_pows), K, -1))]
+    else:
+        rows = np.cumsum([0, *n_pows])
+        blocks = [(M[rows[i] : rows[i + 1]], out[rows[i] : rows[i + 1]]) for i in range(len(n_pows))]
+    for src, dst in blocks:
+        K = src.shape[-2]
         power = delta.copy()
-        for step in range(1, K):
-            coef = np.array([math.comb(m + step, m) for m in range(K - step)], dtype=np.float64)
-            dst[step:] += (coef[:, None] * power) * src[: K - step]
+        for step, coef in enumerate(_pascal_diagonals(K), start=1):
+            dst[..., step:, :] += (coef * power) * src[..., : K - step, :]
             if step + 1 < K:
                 power *= delta
-        row += K
     return out
 
 
@@ -489,10 +506,15 @@ class _PolyPass:
             r = _take(cells.rank, a)
             e = np.minimum(b, _take(cells.ends, r))
             cnt = (e - a).astype(np.float64)
-            M = np.empty((C, a.shape[0]))
-            for row in range(C):
-                np.subtract(_take(G[row], e), _take(G[row], a), out=M[row])
-                M[row] += cnt * _take(mean[row], r)
+            if a.shape[0] <= _ROWWISE:
+                # Few points: one fancy-indexing call for all moment rows.
+                M = G[:, e] - G[:, a] + cnt * mean[:, r]
+            else:
+                # Many: row by row, where 1-D gathers stream fastest.
+                M = np.empty((C, a.shape[0]))
+                for row in range(C):
+                    np.subtract(_take(G[row], e), _take(G[row], a), out=M[row])
+                    M[row] += cnt * _take(mean[row], r)
             delta = _take(cells.anchor, r)
             delta -= z
             delta /= self.h
@@ -513,62 +535,70 @@ class _PolyPass:
         return mu, scale
 
 
-def _window_edges(x, z, in_sample, h, odd, exact_edges):
-    """Index ranges of the windows ``|x_j - z| <= h``: ``lo, mid, hi`` (``mid``
-    splits ``x_j <= z`` from ``x_j > z``; None for even kernels)."""
-    lo = np.searchsorted(x, z - h, side="left")
-    if in_sample and not exact_edges:
-        # The window relation is symmetric, so hi_i = #{j : lo_j <= i}: a
-        # count instead of a second binary search.
+def _window_edges(x, z, in_sample, h, odd, kern):
+    """Index ranges ``[lo, hi)`` of the points each ``z`` gives a nonzero weight,
+    and ``mid`` splitting ``x_j <= z`` from ``x_j > z`` (None for even kernels).
+
+    Edges are the direct path's own: a point is in the window exactly when
+    ``kern((x_j - z) / h)`` is nonzero in floating point. With data far from
+    the origin ``(x_j - z)/h`` carries ``ulp(x)/h`` of rounding (``2e-9`` at
+    ``x ~ 1e6``, ``h = 0.05``), so a point a hair outside the support would
+    otherwise enter the sum with a tiny polynomial weight of either sign.
+    """
+    lo = _exact_edge(x, z, h, kern, np.searchsorted(x, z - h, side="left"), left=True)
+    if in_sample:
+        # The test is symmetric in (i, j) (fl(x_j - x_i) = -fl(x_i - x_j)),
+        # so hi_i = #{j : lo_j <= i}: a count instead of a second search.
         hi = np.cumsum(np.bincount(lo, minlength=x.shape[0] + 1))[: x.shape[0]]
     else:
-        hi = np.searchsorted(x, z + h, side="right")
-    if exact_edges:
-        lo, hi = _exact_edges(x, z, h, lo, hi)
+        hi = _exact_edge(x, z, h, kern, np.searchsorted(x, z + h, side="right"), left=False)
     mid = np.searchsorted(x, z, side="right") if odd else None
     return lo, mid, hi
 
 
-def _inside(x, z, h):
-    # The direct path's own test (smoothing._block_rows, then the profile).
-    return np.abs((x - z) / h) <= 1.0
-
-
-def _exact_edges(x, z, h, lo, hi):
-    """Move ``lo``/``hi`` over whole tie groups until the edge points pass the
-    direct path's floating-point test exactly (a few ulps at most)."""
+def _exact_edge(x, z, h, kern, edge, left):
+    """Move a window edge over whole tie groups until it separates the points
+    with nonzero weight from the others (a few ulps from ``z -/+ h``)."""
     n = x.shape[0]
+
+    def weighs(j):
+        return kern((x[j] - z[sel]) / h) != 0
+
     for _ in range(64):
         moved = False
-        j = np.flatnonzero((lo > 0) & _inside(x[np.maximum(lo - 1, 0)], z, h))
-        if j.size:
-            lo[j] = np.searchsorted(x, x[lo[j] - 1], side="left")
-            moved = True
-        j = np.flatnonzero((lo < hi) & ~_inside(x[np.minimum(lo, n - 1)], z, h))
-        if j.size:
-            lo[j] = np.searchsorted(x, x[lo[j]], side="right")
-            moved = True
-        j = np.flatnonzero((hi < n) & _inside(x[np.minimum(hi, n - 1)], z, h))
-        if j.size:
-            hi[j] = np.searchsorted(x, x[hi[j]], side="right")
-            moved = True
-        j = np.flatnonzero((hi > lo) & ~_inside(x[np.maximum(hi - 1, 0)], z, h))
-        if j.size:
-            hi[j] = np.searchsorted(x, x[hi[j] - 1], side="left")
-            moved = True
+        if left:  # first point inside: x[edge - 1] must weigh nothing, x[edge] must weigh
+            sel = np.flatnonzero(edge > 0)
+            sel = sel[weighs(edge[sel] - 1)]
+            edge[sel] = np.searchsorted(x, x[edge[sel] - 1], side="left")
+            moved |= sel.size > 0
+            sel = np.flatnonzero(edge < n)
+            sel = sel[~weighs(edge[sel])]
+            sel = sel[x[edge[sel]] < z[sel]]  # only points left of z leave from the left
+            edge[sel] = np.searchsorted(x, x[edge[sel]], side="right")
+            moved |= sel.size > 0
+        else:  # one past the last point inside
+            sel = np.flatnonzero(edge < n)
+            sel = sel[weighs(edge[sel])]
+            edge[sel] = np.searchsorted(x, x[edge[sel]], side="right")
+            moved |= sel.size > 0
+            sel = np.flatnonzero(edge > 0)
+            sel = sel[~weighs(edge[sel] - 1)]
+            sel = sel[x[edge[sel] - 1] > z[sel]]
+            edge[sel] = np.searchsorted(x, x[edge[sel] - 1], side="left")
+            moved |= sel.size > 0
         if not moved:
-            return lo, hi
+            return edge
     raise RuntimeError("internal error: window edges did not settle.")
 
 
-def _poly_sums(x, z, in_sample, h, coef, sets, exact_edges):
+def _poly_sums(x, z, in_sample, h, coef, sets, kern):
     """Kernel sums for ``K(t) = sum_k coef_k |t|^k`` on ``|t| <= 1`` and their
     round-off scale per point (see :meth:`_PolyPass.moments`)."""
     D = coef.shape[0] - 1
     odd = bool(np.any(coef[1::2] != 0))
     n_pows = [D + n_p for _, n_p in sets]
     fp = _PolyPass(x, h, sets, n_pows)
-    lo, mid, hi = _window_edges(x, z, in_sample, h, odd, exact_edges)
+    lo, mid, hi = _window_edges(x, z, in_sample, h, odd, kern)
     # out_p = sum_k coef_k |t|^k t^p = sum_k coef_k sign^k mu_(k+p) per side.
     sides = [(-1.0, 0), (1.0, 1)] if odd else [(1.0, None)]
     terms = [[(k, float(c * sign**k)) for k, c in enumerate(coef) if c != 0.0] for sign, _ in sides]
@@ -577,11 +607,16 @@ def _poly_sums(x, z, in_sample, h, coef, sets, exact_edges):
     for start in range(0, z.shape[0], _CHUNK):
         sl = slice(start, start + _CHUNK)
         zc = z[sl]
-        ranges = [(lo[sl], mid[sl]), (mid[sl], hi[sl])] if odd else [(lo[sl], hi[sl])]
-        mass[sl] = 0.0
-        for s_i, (a, b) in enumerate(ranges):
-            mu, scale = fp.moments(a, b, zc)
-            mass[sl] += scale
+        if odd:
+            halves, mass[sl] = [], 0.0
+            for a, b in ((lo[sl], mid[sl]), (mid[sl], hi[sl])):
+                mu, scale = fp.moments(a, b, zc)
+                halves.append(mu)
+                mass[sl] += scale
+        else:
+            mu, mass[sl] = fp.moments(lo[sl], hi[sl], zc)
+            halves = [mu]
+        for s_i, mu in enumerate(halves):
             row = 0
             for out, (_, n_p), k in zip(outs, sets, n_pows):
                 for p in range(n_p):

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from kernelvalue.bandwidth import loo_score, select_bandwidth
 from kernelvalue.fastsum import FastSmoother, supports
-from kernelvalue.kernels import KERNELS
+from kernelvalue.kernels import KERNELS, get_kernel
 from kernelvalue.smoothing import FASTSUM_MIN_N, smooth, smoother_stats, use_fastsum
 
 FAST_KERNELS = sorted(k for k, v in KERNELS.items() if supports(v))
@@ -33,12 +33,21 @@ def quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def close(fast, direct, scale):
-    """Same NaN pattern, and ``|fast - direct| <= REL (|direct| + scale)``."""
+def close(fast, direct, scale, conditioned=None):
+    """Same NaN pattern, and ``|fast - direct| <= REL (|direct| + scale)`` (where
+    ``conditioned``, if given, is True)."""
     fast, direct = np.asarray(fast), np.asarray(direct)
     assert np.array_equal(np.isnan(fast), np.isnan(direct))
-    ok = ~np.isnan(direct)
+    ok = ~np.isnan(direct) if conditioned is None else ~np.isnan(direct) & conditioned
     np.testing.assert_array_less(np.abs(fast[ok] - direct[ok]), REL * (np.abs(direct[ok]) + scale) + 1e-300)
+
+
+def _design_condition(x, z, h, kernel, w):
+    t = (x[None, :] - z[:, None]) / h
+    k = get_kernel(kernel)(t) * (np.ones_like(x) if w is None else w)[None, :]
+    s0, s1, s2 = k.sum(1), (k * t).sum(1), (k * t * t).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return s0 * s2 / (s0 * s2 - s1 * s1)
 
 
 @st.composite
@@ -78,8 +87,14 @@ def test_fast_predictions_and_norms_equal_direct(prob, kernel, degree):
     c = None if w is None else 1.0 / w
     f_fit, f_norm = quiet(smooth, x, y, z, h, kernel, degree, w, return_norm=True, norm_weights=c, algorithm="fastsum")
     d_fit, d_norm = quiet(smooth, x, y, z, h, kernel, degree, w, return_norm=True, norm_weights=c, algorithm="direct")
-    close(f_fit, d_fit, float(np.max(np.abs(y))))
-    close(f_norm, d_norm, 0.0)
+    # A local line through a window whose weight sits almost all on one side
+    # (far extrapolation; or two points whose weights differ by 1e12) has a
+    # nearly singular design: every float evaluation of it, the direct one
+    # too, carries ~eps * cond of round-off, cond = S0 S2 / (S0 S2 - S1^2).
+    # Two of them agree to 1e-9 only where cond <= 1e4; compare those.
+    conditioned = _design_condition(x, z, h, kernel, w) <= 1e4 if degree else None
+    close(f_fit, d_fit, float(np.max(np.abs(y))), conditioned)
+    close(f_norm, d_norm, 0.0, conditioned)
 
 
 @pytest.mark.parametrize("kernel", FAST_KERNELS)
