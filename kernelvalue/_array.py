@@ -2,10 +2,7 @@
 
 Results and fitted state live on the namespace, device and floating dtype of
 the caller's input. Integer or boolean inputs are promoted to float64 (float32
-on backends without float64, e.g. Apple MPS). Half-precision floats (float16,
-bfloat16) are promoted to float32: with 8 to 11 mantissa bits a kernel sum of
-a few hundred terms would carry percent-level round-off, and several
-backends lack the reductions for them.
+on backends without float64, e.g. Apple MPS).
 """
 
 from __future__ import annotations
@@ -23,8 +20,6 @@ __all__ = [
 def float_dtype(x, xp):
     """The floating dtype results take for input ``x``."""
     if xp.isdtype(x.dtype, "real floating"):
-        if xp.finfo(x.dtype).bits < 32:
-            return xp.float32
         return x.dtype
     return xp.float64
 

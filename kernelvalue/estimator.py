@@ -88,6 +88,13 @@ def _sklearn_expected_failed_checks(estimator):
     return {"check_sample_weight_equivalence_on_dense_data": reason}
 
 
+def _at_least_float32(X, xp):
+    """Half-precision (float16, bfloat16) data fitted in float32: with 8 to 11
+    mantissa bits a kernel sum of a few hundred terms would carry percent-level
+    round-off, and several backends lack the reductions for them."""
+    return xp.astype(X, xp.float32) if xp.finfo(X.dtype).bits < 32 else X
+
+
 def _check_scale(xp, y, sw):
     """Reject ``y`` or weights whose sums of squares would overflow the dtype.
 
@@ -289,7 +296,7 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
             xp = array_namespace(X)
         else:
             xp = array_namespace(X)
-            X = as_float(X, xp)
+            X = _at_least_float32(as_float(X, xp), xp)
             self._check_foreign_X(X, xp, reset=True)
             y = self._follow(y, X, "y")
             if y.ndim == 2 and y.shape[1] == 1:
@@ -373,7 +380,7 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
                     f"Inputs passed to {type(self).__name__}.{method}() must use the same namespace and "
                     f"device as those passed to fit(): fitted on {device(self.X_fit_)}, got {device(X)}."
                 )
-            X = as_float(X, xp)
+            X = _at_least_float32(as_float(X, xp), xp)
             self._check_foreign_X(X, xp, reset=False)
         if X.dtype != self.X_fit_.dtype:
             X = xp.astype(X, self.X_fit_.dtype)
