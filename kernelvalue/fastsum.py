@@ -158,6 +158,7 @@ class FastSmoother:
         self.y = np.asarray(y, dtype=np.float64).reshape(-1)[self.order]
         self.w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)[self.order]
         self.n = self.x.shape[0]
+        self._pool = {}  # scratch arrays reused across bandwidths
 
     # ------------------------------------------------------------ public API
     def stats(self, bandwidth, degree, need_sst=True, norm_weights=None) -> FastStats:
@@ -269,7 +270,7 @@ class FastSmoother:
             # (far extrapolation) still go to the pairwise fallback.
             return outs, np.full(z.shape[0], _EXP_BLOCK * np.finfo(float).eps)
         coef = _coefficients(kern, squared)
-        outs, scale = _poly_sums(self.x, z, in_sample, h, coef, sets, kern)
+        outs, scale = _poly_sums(self.x, z, in_sample, h, coef, sets, kern, self._pool)
         with np.errstate(divide="ignore", invalid="ignore"):
             rho = np.finfo(float).eps * float(np.sum(np.abs(coef))) * scale / outs[0][0]
         # A non-positive sum over a non-empty window may be round-off around 0.
@@ -423,7 +424,18 @@ class _Cells:
         return cls(starts, ends, counts, rank, anchor, s)
 
 
-def _centred_prefix(sets, cells, n_pows):
+def _buffer(pool, name, shape):
+    """A reusable scratch array: across bandwidths the same (C, n) arrays are
+    needed, and fresh ones of this size cost a page fault per 4 KB."""
+    if pool is None:
+        return np.empty(shape)
+    buf = pool.get(name)
+    if buf is None or buf.shape != shape:
+        buf = pool[name] = np.empty(shape)
+    return buf
+
+
+def _centred_prefix(sets, cells, n_pows, pool=None):
     """Prefix sums of the cell-centred terms ``v s^k`` (``k < n_pow`` per set),
     stacked, and the cell means.
 
@@ -433,7 +445,7 @@ def _centred_prefix(sets, cells, n_pows):
     difference of two of them loses nothing to cancellation.
     """
     n = cells.s.shape[0]
-    terms = np.empty((sum(n_pows), n))
+    terms = _buffer(pool, "terms", (sum(n_pows), n))
     row = 0
     for (v, _), k in zip(sets, n_pows):
         terms[row] = v
@@ -445,9 +457,10 @@ def _centred_prefix(sets, cells, n_pows):
     rank = cells.rank[:n]
     for row in range(terms.shape[0]):
         terms[row] -= _take(mean[row], rank)
-    G = np.empty((terms.shape[0], n + 1))
+    G = _buffer(pool, "prefix", (terms.shape[0], n + 1))
     G[:, 0] = 0.0
-    np.cumsum(terms, axis=1, out=G[:, 1:])
+    for row in range(terms.shape[0]):
+        np.cumsum(terms[row], out=G[row, 1:])
     return G, mean
 
 
@@ -482,12 +495,12 @@ def _shift_pascal(M, delta, n_pows):
 class _PolyPass:
     """Everything one bandwidth needs to sum a polynomial kernel at many points."""
 
-    def __init__(self, x, h, sets, n_pows):
+    def __init__(self, x, h, sets, n_pows, pool=None):
         self.h = h
         self.n_pows = n_pows
         self.beta = _cell_width(max(n_pows) - 1)
         self.cells = _Cells.build(x, h, self.beta)
-        self.G, self.mean = _centred_prefix(sets, self.cells, n_pows)
+        self.G, self.mean = _centred_prefix(sets, self.cells, n_pows, pool)
 
     def moments(self, a, b, z):
         """Stacked moments about ``z`` of the points ``[a, b)`` (all sets), and
@@ -605,13 +618,13 @@ def _exact_edge(x, z, h, kern, edge, left):
     raise RuntimeError("internal error: window edges did not settle.")
 
 
-def _poly_sums(x, z, in_sample, h, coef, sets, kern):
+def _poly_sums(x, z, in_sample, h, coef, sets, kern, pool=None):
     """Kernel sums for ``K(t) = sum_k coef_k |t|^k`` on ``|t| <= 1`` and their
     round-off scale per point (see :meth:`_PolyPass.moments`)."""
     D = coef.shape[0] - 1
     odd = bool(np.any(coef[1::2] != 0))
     n_pows = [D + n_p for _, n_p in sets]
-    fp = _PolyPass(x, h, sets, n_pows)
+    fp = _PolyPass(x, h, sets, n_pows, pool)
     lo, mid, hi = _window_edges(x, z, in_sample, h, odd, kern)
     # out_p = sum_k coef_k |t|^k t^p = sum_k coef_k sign^k mu_(k+p) per side.
     sides = [(-1.0, 0), (1.0, 1)] if odd else [(1.0, None)]
