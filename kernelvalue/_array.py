@@ -12,7 +12,9 @@ import operator
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_array, is_torch_array, to_device
 
-__all__ = ["array_namespace", "device", "float_dtype", "as_float", "to_numpy", "like", "iadd", "imul", "idiv"]
+__all__ = [
+    "array_namespace", "device", "float_dtype", "as_float", "is_numpy_array", "to_numpy", "like", "iadd", "imul", "idiv",
+]
 
 
 def float_dtype(x, xp):

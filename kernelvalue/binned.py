@@ -61,8 +61,11 @@ Gaussian and exponential kernels are truncated at ``|u| = tau`` where
 is ``< 1e-12``. FFT round-off is about ``1e-16`` times the total weight, so
 kernel sums below ``1e-12`` of their maximum are treated as "no data in the
 support" (the same NaN + RuntimeWarning policy as :mod:`kernelvalue.smoothing`).
-With unbounded kernels the exact smoother is defined even in wide data gaps,
-where its weights are ``< 1e-12`` relatively; the binned path reports NaN there.
+With unbounded kernels the exact smoother is defined even in wide data gaps
+and far outside the data, where its weights are ``< 1e-12`` relatively: the
+binned statistics and criteria report NaN there, while :func:`binned_smooth`
+computes such points (and any outside its grid) exactly, so a prediction is
+NaN on both paths or on neither.
 
 Approximate smoother statistics (:func:`binned_smoother_stats`): ``fitted`` and
 ``diag`` are the grid values interpolated to the data; ``trace = sum_i S_ii``
@@ -118,12 +121,13 @@ __all__ = [
 ]
 
 #: n above which ``KernelValueEstimator(binned="auto")`` switches to this path
-#: (1-D only). Exact in-sample statistics cost O(n^2) per bandwidth once the
-#: kernel's reach covers the data: a few tenths of a second per bandwidth at
-#: n = 5000 on a 2-core machine (less for compact kernels at small h), i.e.
-#: several seconds for a 40-point CV grid and quadratically more beyond,
-#: whereas the binned error at the default grid is below 1e-3 relative for
-#: h >= range/100.
+#: (1-D only), and ``plugin_bandwidth`` to the binned rule. Exact pairwise
+#: in-sample statistics (the Gaussian) cost O(n^2) per bandwidth once the
+#: kernel's reach covers the data: several seconds for a 40-point CV grid at
+#: n = 5000 and quadratically more beyond, whereas the binned error at the
+#: default grid is below 1e-3 relative for h >= range/100. (Kernels with a
+#: closed form are exact in O(n) per bandwidth by kernelvalue.fastsum, about
+#: as fast as binning up to n ~ 1e4; ``binned=False`` keeps them exact.)
 BINNED_THRESHOLD = 5000
 
 #: Default number of grid points (spacing range/4096; see the module notes).
@@ -193,6 +197,7 @@ class BinnedData:
     _t: np.ndarray  # fractional position in its cell
     _w: np.ndarray | None  # per-point weights (None = all ones)
     _y: np.ndarray  # responses, for the local-linear moment y1 (binned lazily)
+    _x: np.ndarray  # inputs, for the exact evaluation of points the grid cannot serve
     _ref: object  # a length-1 slice of x: namespace, device, dtype of outputs
     _nfft: int
     _spectra: dict
@@ -229,15 +234,17 @@ class BinnedData:
         point at offset t and share t to the right one at offset t - 1.
         """
         idx, t, M = self._idx, self._t, self.grid_size
-        w = 1.0 if self._w is None else self._w
-        left, right = w * (1.0 - t), w * t
-        if name == "b1":
-            a, b = left * t, right * (t - 1.0)
-        elif name == "b2":
-            a, b = left * t * t, right * (t - 1.0) ** 2
-        else:  # "y1"
-            a, b = left * t * self._y, right * (t - 1.0) * self._y
-        return np.bincount(idx, a, minlength=M) + np.bincount(idx + 1, b, minlength=M)
+        u = t * (1.0 - t)
+        if self._w is not None:
+            u *= self._w
+        if name == "b2":  # u t to the left, u (1 - t) to the right
+            return _split_bins(idx, np.bincount(idx, u, minlength=M), u - u * t, M)
+        # b1: u at the left neighbour (offset t), -u at the right one (offset
+        # t - 1); y1 the same times y.
+        g = np.bincount(idx, u if name == "b1" else u * self._y, minlength=M)
+        out = g.copy()
+        out[1:] -= g[:-1]
+        return out
 
     def _spectrum(self, name):
         # rfft of a bin array, cached: every bandwidth reuses it.
@@ -287,7 +294,15 @@ def linear_binning(x, y, sample_weight=None, grid_size=None, lo=None, hi=None):
     (array([0. , 0.5, 1. ]), array([1.5, 0.5, 1. ]), array([2., 1., 3.]))
     """
     ref = x
-    xn = _check_1d(x, "x")
+    xn = np.asarray(to_numpy(x))
+    if xn.ndim == 2 and xn.shape[1] == 1:
+        xn = xn[:, 0]
+    if xn.ndim != 1:
+        raise ValueError(
+            f"x must be 1-D (shape (n,) or (n, 1)) for the binned path, got shape {xn.shape}; "
+            "use kernelvalue.smoothing.smooth for multivariate inputs."
+        )
+    xn = xn.astype(np.float64, copy=False)
     n = xn.shape[0]
     if n == 0:
         raise ValueError("x has 0 samples; the binned smoother needs at least one observation.")
@@ -296,8 +311,6 @@ def linear_binning(x, y, sample_weight=None, grid_size=None, lo=None, hi=None):
         raise ValueError("y is required to bin the data.")
     if yn.shape[0] != n:
         raise ValueError(f"y has {yn.shape[0]} values but x has {n}; pass one response per row.")
-    if not np.all(np.isfinite(yn)):
-        raise ValueError("y contains NaN or inf; drop or impute those rows first.")
     w = None
     if sample_weight is not None:
         w = np.asarray(to_numpy(sample_weight), dtype=np.float64).reshape(-1)
@@ -309,7 +322,10 @@ def linear_binning(x, y, sample_weight=None, grid_size=None, lo=None, hi=None):
     if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 3:
         raise ValueError(f"grid_size must be an integer >= 3, got {grid_size!r}.")
     M = int(M)
+    # min/max propagate NaN and see inf: a finiteness check without a pass.
     xmin, xmax = float(xn.min()), float(xn.max())
+    if not (math.isfinite(xmin) and math.isfinite(xmax)):
+        raise ValueError("x contains NaN or inf; drop or impute those rows first.")
     lo = xmin if lo is None else float(lo)
     hi = xmax if hi is None else float(hi)
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -324,22 +340,30 @@ def linear_binning(x, y, sample_weight=None, grid_size=None, lo=None, hi=None):
         # point 0 (t = 0), so binning is exact.
         hi = lo + 1.0
     delta = (hi - lo) / (M - 1)
-    pos = np.clip((xn - lo) / delta, 0.0, M - 1)
-    idx = np.minimum(pos.astype(np.intp), M - 2)  # pos >= 0, so astype floors
-    t = pos - idx
-    wt = t if w is None else w * t
-    wl = (1.0 - t) if w is None else w * (1.0 - t)
+    t = xn - lo
+    t *= 1.0 / delta
+    np.clip(t, 0.0, M - 1, out=t)
+    idx = t.astype(np.intp)  # t >= 0, so astype floors
+    np.minimum(idx, M - 2, out=idx)
+    t -= idx
+    def cells(v=None):
+        return np.bincount(idx, v, minlength=M).astype(np.float64, copy=False)
 
-    def bin_(a_left, a_right):
-        return np.bincount(idx, a_left, minlength=M) + np.bincount(idx + 1, a_right, minlength=M)
-
-    counts = bin_(wl, wt)
-    ysums = bin_(wl * yn, wt * yn)
-    if w is None:
-        wsq = ones = counts
-    else:
-        wsq = bin_(wl * w, wt * w)
-        ones = bin_(1.0 - t, t)
+    with np.errstate(invalid="ignore", over="ignore"):  # bad y is reported below
+        if w is None:
+            counts = _split_bins(idx, cells(), t, M)
+            ysums = _split_bins(idx, cells(yn), yn * t, M)
+            wsq = ones = counts
+        else:
+            wt, wy = w * t, w * yn
+            counts = _split_bins(idx, cells(w), wt, M)
+            ysums = _split_bins(idx, cells(wy), wy * t, M)
+            wsq = _split_bins(idx, cells(w * w), wt * w, M)
+            ones = _split_bins(idx, cells(), t, M)
+    # y is checked after binning: any NaN or inf (or an overflowing sum) in
+    # it shows in its bins, at O(M) cost instead of a pass over the data.
+    if not np.all(np.isfinite(ysums)):
+        raise ValueError("y contains NaN or inf (or values too large to sum); drop, impute or rescale them first.")
     # FFT length: circular convolution equals the linear one for every kernel
     # half-width L <= M - 1 when nfft >= M + L.
     nfft = sfft.next_fast_len(2 * M - 1, real=True)
@@ -349,7 +373,18 @@ def linear_binning(x, y, sample_weight=None, grid_size=None, lo=None, hi=None):
         ref = xp.asarray(ref[0:1] if ref.ndim == 1 else ref[0:1, 0], copy=True)
     except TypeError:  # lists and other sequences: answer in numpy
         ref = xn[0:1].copy()
-    return BinnedData(lo, hi, delta, n, counts, ysums, wsq, ones, idx, t, w, yn, ref, nfft, {})
+    return BinnedData(lo, hi, delta, n, counts, ysums, wsq, ones, idx, t, w, yn, xn, ref, nfft, {})
+
+
+def _split_bins(idx, total, right, M):
+    """Per-point values whose cell totals are ``total`` (binned by ``idx``),
+    split as ``total - right`` to the left grid neighbour and ``right`` to the
+    right one: one bincount and a shifted add instead of two bincounts (one
+    of them over a shifted index array)."""
+    r = np.bincount(idx, right, minlength=M)
+    out = total - r
+    out[1:] += r[:-1]
+    return out
 
 
 def _kernel_offsets(kern, h_grid, L, powers, squared=False):
@@ -521,8 +556,12 @@ def binned_smooth(
         ``y``, ``sample_weight`` and ``grid_size`` must be None).
     y : array of shape (n,) or None
     x_eval : array of shape (m,) or (m, 1)
-        Evaluation points. With raw ``x`` the grid spans both ``x`` and
-        ``x_eval``; with a ``BinnedData``, points outside its grid get NaN.
+        Evaluation points. The grid spans the data; points outside it, and
+        points where the grid's kernel sums are at round-off level (far from
+        the data with the Gaussian or exponential kernel), are computed by the
+        exact smoother, so the binned and exact paths agree on where a fit
+        exists and predictions do not depend on which other points are
+        evaluated in the same call.
     bandwidth : float
         Positive bandwidth.
     kernel : str or Kernel
@@ -538,7 +577,7 @@ def binned_smooth(
     -------
     fitted : array of shape (m,)
         On ``x``'s namespace/device/dtype; NaN (with a RuntimeWarning) where
-        no data lie in the kernel support.
+        no data lie in the kernel support (where the exact fit is NaN too).
     norm2 : array of shape (m,), only if ``return_norm``
 
     Examples
@@ -550,26 +589,35 @@ def binned_smooth(
     """
     kern, h = _validate(kernel, degree, bandwidth)
     xe = _check_1d(x_eval, "x_eval")
-    lo = hi = None
-    if not isinstance(x, BinnedData) and xe.size:
-        xn = _check_1d(x, "x")
-        if xn.size:
-            lo, hi = min(xn.min(), xe.min()), max(xn.max(), xe.max())
-    data = _binned_input(x, y, sample_weight, grid_size, lo, hi)
+    data = _binned_input(x, y, sample_weight, grid_size)
     if _check_resolution(h, data, kern):  # warned there; no second warning
         nan = like(np.full(xe.shape[0], np.nan), data._ref)
         return (nan, nan) if return_norm else nan
     fit_g, _, norm_g = _grid_fit(data, h, kern, degree, return_norm)
     idx, t, outside = data._locate(xe)
     fitted = _interp(fit_g, idx, t)
-    fitted[outside] = np.nan
+    norm2 = _interp(norm_g, idx, t) if return_norm else None
+    # Points the grid cannot serve (outside it, or where its kernel sums are
+    # at FFT round-off level: far from the data with an unbounded kernel)
+    # are computed exactly, so the binned and exact paths agree on where a
+    # fit exists (NaN only where no data carry weight at all).
+    redo = np.flatnonzero(outside | np.isnan(fitted))
+    if redo.size:
+        from .smoothing import smooth  # smoothing imports this module
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # counted and warned below
+            out = smooth(data._x, data._y, xe[redo], h, kernel=kern, degree=degree, sample_weight=data._w,
+                         return_norm=return_norm)
+        if return_norm:
+            fitted[redo], norm2[redo] = out
+        else:
+            fitted[redo] = out
     n_bad = int(np.isnan(fitted).sum())
     if n_bad:
         _warn_no_data(n_bad, bandwidth)
     ref = data._ref
     if return_norm:
-        norm2 = _interp(norm_g, idx, t)
-        norm2[outside] = np.nan
         return like(fitted, ref), like(norm2, ref)
     return like(fitted, ref)
 

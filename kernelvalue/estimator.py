@@ -27,7 +27,13 @@ Statistical choices (documented here because the defaults matter):
   :meth:`predict_interval` covers ``E[m_hat(x)]``, not ``m(x)`` itself, unless
   the bandwidth is undersmoothed.
 * Evaluation points with no training data in the kernel support get NaN and a
-  ``RuntimeWarning`` (the policy of :mod:`kernelvalue.smoothing`).
+  ``RuntimeWarning`` (the policy of :mod:`kernelvalue.smoothing`). The binned
+  path gives the same answer as the exact one there: points outside its grid
+  or where its kernel sums are at round-off level are computed exactly.
+* Inputs whose scale would overflow the arithmetic (``|y|^2`` summed over the
+  data, or the sum of the weights, beyond the float range) are rejected with
+  an error naming ``y`` or ``sample_weight``, as are half-precision results:
+  float16/bfloat16 inputs are promoted to float32.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from sklearn.utils.validation import _check_sample_weight, _num_samples, check_i
 from ._array import array_namespace, as_float, device, like, to_numpy
 from .binned import BINNED_THRESHOLD, binned_smooth, binned_smoother_stats
 from .kernels import get_kernel
-from .smoothing import check_bandwidth, check_degree, smooth, smoother_stats
+from .smoothing import ALGORITHMS, check_bandwidth, check_degree, smooth, smoother_stats, use_fastsum
 
 __all__ = ["KernelValueEstimator", "BANDWIDTH_METHODS"]
 
@@ -80,6 +86,39 @@ def _sklearn_expected_failed_checks(estimator):
     else:
         return {}
     return {"check_sample_weight_equivalence_on_dense_data": reason}
+
+
+def _at_least_float32(X, xp):
+    """Half-precision (float16, bfloat16) data fitted in float32: with 8 to 11
+    mantissa bits a kernel sum of a few hundred terms would carry percent-level
+    round-off, and several backends lack the reductions for them."""
+    return xp.astype(X, xp.float32) if xp.finfo(X.dtype).bits < 32 else X
+
+
+def _check_scale(xp, y, sw):
+    """Reject ``y`` or weights whose sums of squares would overflow the dtype.
+
+    Every fit sums ``w K y`` and every criterion ``w (y - m)^2``: with
+    ``max |y|^2 * sum w`` beyond the float range the numbers become inf/NaN
+    (and the error would surface far away, e.g. as "no data in the kernel
+    support").
+    """
+    big = float(xp.finfo(y.dtype).max) / 16.0
+    with np.errstate(over="ignore"):  # an overflow is the finding, reported below
+        w_sum = float(y.shape[0]) if sw is None else float(xp.sum(sw))
+        w2_sum = 0.0 if sw is None else float(xp.sum(sw * sw))
+    if sw is not None and not (w_sum < big and w2_sum < big):
+        raise ValueError(
+            f"sample_weight is too large for {y.dtype} arithmetic (sum of weights {w_sum:.3g}); weights only "
+            "matter relative to each other: divide them by their mean."
+        )
+    y_max = float(xp.max(xp.abs(y))) if y.shape[0] else 0.0
+    if not y_max * y_max * max(w_sum, 1.0) < big:
+        raise ValueError(
+            f"y is too large for {y.dtype} arithmetic: max |y| = {y_max:.3g}, so squared residuals summed "
+            "over the data overflow. Rescale y (e.g. divide it by its standard deviation) and scale the "
+            "predictions back."
+        )
 
 
 class KernelValueEstimator(RegressorMixin, BaseEstimator):
@@ -118,6 +157,11 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
         ``O(chunk_size * n_samples * n_features)``); results do not depend on it.
     random_state : int, numpy Generator or None, default=None
         Seeds the fold assignment of ``bandwidth="kfold"``.
+    algorithm : {"auto", "fastsum", "direct"}, default="auto"
+        How the exact (not binned) path sums: ``"fastsum"`` uses the exact
+        ``O(n)`` sums of :mod:`kernelvalue.fastsum` (1-D, every kernel but the
+        Gaussian), ``"direct"`` the pairwise sums; ``"auto"`` takes the fast
+        sums where they apply and pay (see :func:`kernelvalue.smoothing.smooth`).
 
     Attributes
     ----------
@@ -140,6 +184,9 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
         warning) when the denominator is not positive (an interpolating smoother).
     binned_ : bool
         Whether the binned approximation is used.
+    algorithm_ : str
+        What computes the fit: ``"binned"``, ``"fastsum"`` (exact fast sums)
+        or ``"direct"`` (exact pairwise sums).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when ``X`` was a pandas DataFrame with string column names.
@@ -179,6 +226,7 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
         n_folds=5,
         chunk_size=None,
         random_state=None,
+        algorithm="auto",
     ):
         self.kernel = kernel
         self.degree = degree
@@ -188,6 +236,7 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
         self.n_folds = n_folds
         self.chunk_size = chunk_size
         self.random_state = random_state
+        self.algorithm = algorithm
 
     # ------------------------------------------------------------------ tags
     def __sklearn_tags__(self):
@@ -210,6 +259,13 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
                 f"bandwidth={self.bandwidth!r} is not a known selection method; pass a positive "
                 f"number, one positive number per feature, or one of {list(BANDWIDTH_METHODS)}."
             )
+        if self.bandwidth is None or isinstance(self.bandwidth, (bool, np.bool_)):
+            raise ValueError(
+                f"bandwidth={self.bandwidth!r} is invalid; pass a positive number, one positive number "
+                f"per feature, or one of {list(BANDWIDTH_METHODS)}."
+            )
+        if not isinstance(self.algorithm, str) or self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm={self.algorithm!r} is invalid; use one of {list(ALGORITHMS)}.")
         if not isinstance(self.n_folds, numbers.Integral) or self.n_folds < 2:
             raise ValueError(f"n_folds={self.n_folds!r} is invalid; pass an integer >= 2.")
         if self.chunk_size is not None and (
@@ -240,7 +296,7 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
             xp = array_namespace(X)
         else:
             xp = array_namespace(X)
-            X = as_float(X, xp)
+            X = _at_least_float32(as_float(X, xp), xp)
             self._check_foreign_X(X, xp, reset=True)
             y = self._follow(y, X, "y")
             if y.ndim == 2 and y.shape[1] == 1:
@@ -264,6 +320,7 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
                     )
         if sample_weight is not None and not float(xp.sum(sample_weight)) > 0:
             raise ValueError("sample_weight sums to zero; give at least one sample a positive weight.")
+        _check_scale(xp, y, sample_weight)
         return xp, X, y, sample_weight
 
     @staticmethod
@@ -323,7 +380,7 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
                     f"Inputs passed to {type(self).__name__}.{method}() must use the same namespace and "
                     f"device as those passed to fit(): fitted on {device(self.X_fit_)}, got {device(X)}."
                 )
-            X = as_float(X, xp)
+            X = _at_least_float32(as_float(X, xp), xp)
             self._check_foreign_X(X, xp, reset=False)
         if X.dtype != self.X_fit_.dtype:
             X = xp.astype(X, self.X_fit_.dtype)
@@ -355,6 +412,9 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
         # A scalar keeps select_bandwidth's float64 value even for float32 X.
         self.bandwidth_ = float(np.asarray(h, dtype=np.float64).reshape(-1)[0]) if scalar else h_arr
         self.binned_ = use_binned
+        self.algorithm_ = "binned" if use_binned else (
+            "fastsum" if use_fastsum(self.algorithm, X, self.kernel, y, sw) else "direct"
+        )
         self.X_fit_, self.y_fit_, self.sample_weight_fit_ = X, y, sw
         self._fit_summaries(xp, X, y, sw)
         return self
@@ -400,6 +460,7 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
             n_folds=self.n_folds,
             random_state=self.random_state,
             binned=use_binned,
+            algorithm=self.algorithm,
         )
         h = res.bandwidth
         h = to_numpy(h) if is_array_api_obj(h) else h
@@ -417,7 +478,7 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
         if self.binned_:
             st = binned_smoother_stats(X[:, 0], y, self.bandwidth_, **kw)
         else:
-            st = smoother_stats(X, y, self.bandwidth_, chunk_size=self.chunk_size, **kw)
+            st = smoother_stats(X, y, self.bandwidth_, chunk_size=self.chunk_size, algorithm=self.algorithm, **kw)
         fitted = xp.asarray(st.fitted)
         ok = ~xp.isnan(fitted)
         w = xp.ones_like(y) if sw is None else sw
@@ -434,7 +495,7 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # undefined points: warned below
                 _, norms = smooth(X, y, X, self.bandwidth_, return_norm=True, chunk_size=self.chunk_size,
-                                  norm_weights=self._inverse_weights(xp, sw), **kw)
+                                  norm_weights=self._inverse_weights(xp, sw), algorithm=self.algorithm, **kw)
             tr_sst = float(xp.sum(xp.where(ok, sw * norms, xp.zeros_like(sw))))
         if st.n_undefined:
             warnings.warn(
@@ -491,7 +552,7 @@ class KernelValueEstimator(RegressorMixin, BaseEstimator):
         else:
             c = None if sw is None or not return_std else self._inverse_weights(xp, sw)
             out = smooth(self.X_fit_, self.y_fit_, X, h, return_norm=return_std, chunk_size=self.chunk_size,
-                         norm_weights=c, **kw)
+                         norm_weights=c, algorithm=self.algorithm, **kw)
         if not return_std:
             return out
         pred, norm2 = out

@@ -59,6 +59,14 @@ class Kernel:
     squared : bool
         Whether ``profile`` takes ``u**2`` rather than ``|u|`` (cheaper for
         kernels that are polynomials or exponentials in ``u**2``).
+    poly : tuple of float, optional
+        Coefficients ``c_k`` with ``K(u) = sum_k c_k |u|^k`` for ``|u| <= 1``
+        (``support`` must be 1). Declaring them lets 1-D smoothers use the
+        exact fast sums of :mod:`kernelvalue.fastsum`; checked against
+        ``profile`` when the kernel is created.
+    exp_scale : float, optional
+        ``c`` with ``K(u) = c exp(-|u|)`` (the Laplace kernel): fast sums by
+        left/right recursions. Checked against ``profile``.
     """
 
     name: str
@@ -68,8 +76,11 @@ class Kernel:
     roughness: float
     profile: Callable = field(repr=False, compare=False)
     squared: bool = field(default=False, repr=False, compare=False)
+    poly: tuple | None = field(default=None, repr=False, compare=False)
+    exp_scale: float | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
+        self._check_closed_form()
         if self.compact:
             beyond = np.array([1.0 + 1e-9, 1.5, 2.0, 10.0]) * self.support
             if np.any(self(beyond) != 0):
@@ -77,6 +88,24 @@ class Kernel:
                     f"kernel {self.name!r}: profile must return 0 for |u| > support={self.support}; "
                     "clip it (e.g. xp.clip(1 - a, min=0.0)) or set support=math.inf."
                 )
+
+    def _check_closed_form(self):
+        """The declared polynomial or exponential form must be the profile."""
+        if self.poly is None and self.exp_scale is None:
+            return
+        if self.poly is not None and self.exp_scale is not None:
+            raise ValueError(f"kernel {self.name!r}: declare poly or exp_scale, not both.")
+        if self.poly is not None:
+            if self.support != 1.0:
+                raise ValueError(f"kernel {self.name!r}: poly needs support=1, got support={self.support}.")
+            a = np.linspace(0.0, 1.0, 23)[:-1]  # the edge itself is the uniform kernel's jump
+            form = np.polynomial.polynomial.polyval(a, np.asarray(self.poly, dtype=float))
+        else:
+            a = np.linspace(0.0, 20.0, 23)
+            form = self.exp_scale * np.exp(-a)
+        if not np.allclose(self(a), form, rtol=1e-12, atol=0.0):
+            what = "poly coefficients" if self.poly is not None else "exp_scale"
+            raise ValueError(f"kernel {self.name!r}: the declared {what} do not reproduce its profile.")
 
     @property
     def compact(self) -> bool:
@@ -166,18 +195,36 @@ def _uniform(a, xp):
     return imul(xp.astype(a <= 1.0, a.dtype), 0.5)
 
 
+def _coefficients(power_inner, power_outer, const):
+    """Coefficients of ``const * (1 - a^p)^q`` as a polynomial in ``a = |u|``."""
+    inner = np.zeros(power_inner + 1)
+    inner[0], inner[-1] = 1.0, -1.0
+    return tuple(float(c) for c in const * np.polynomial.polynomial.polypow(inner, power_outer))
+
+
+def _polykernel(name, k0, mu2, roughness, p, q, squared=False):
+    """``const (1 - |u|^p)_+^q`` with its profile and its declared coefficients.
+
+    For squared kernels the profile takes ``u^2``, so ``p`` counts powers of
+    ``u^2`` there; the coefficients are always in ``|u|``.
+    """
+    power_inner = 2 * p if squared else p
+    return Kernel(name, 1.0, k0, mu2, roughness, _poly(p, q, k0), squared=squared,
+                  poly=_coefficients(power_inner, q, k0))
+
+
 KERNELS: dict[str, Kernel] = {
     k.name: k
     for k in (
-        Kernel("uniform", 1.0, 0.5, 1 / 3, 0.5, _uniform),
-        Kernel("triangular", 1.0, 1.0, 1 / 6, 2 / 3, _poly(1, 1, 1.0)),
-        Kernel("epanechnikov", 1.0, 0.75, 1 / 5, 3 / 5, _poly(1, 1, 0.75), squared=True),
-        Kernel("biweight", 1.0, 15 / 16, 1 / 7, 5 / 7, _poly(1, 2, 15 / 16), squared=True),
-        Kernel("triweight", 1.0, 35 / 32, 1 / 9, 350 / 429, _poly(1, 3, 35 / 32), squared=True),
-        Kernel("tricube", 1.0, 70 / 81, 35 / 243, 175 / 247, _poly(3, 3, 70 / 81)),
+        Kernel("uniform", 1.0, 0.5, 1 / 3, 0.5, _uniform, poly=(0.5,)),
+        _polykernel("triangular", 1.0, 1 / 6, 2 / 3, 1, 1),
+        _polykernel("epanechnikov", 0.75, 1 / 5, 3 / 5, 1, 1, squared=True),
+        _polykernel("biweight", 15 / 16, 1 / 7, 5 / 7, 1, 2, squared=True),
+        _polykernel("triweight", 35 / 32, 1 / 9, 350 / 429, 1, 3, squared=True),
+        _polykernel("tricube", 70 / 81, 35 / 243, 175 / 247, 3, 3),
         Kernel("gaussian", math.inf, 1 / math.sqrt(2 * math.pi), 1.0, 1 / (2 * math.sqrt(math.pi)), _gaussian,
                squared=True),
-        Kernel("exponential", math.inf, 0.5, 2.0, 0.25, _exponential),
+        Kernel("exponential", math.inf, 0.5, 2.0, 0.25, _exponential, exp_scale=0.5),
     )
 }
 

@@ -16,6 +16,18 @@ Per benchmark we report
 and the macro average over benchmarks (each benchmark weighs the same, as
 in the paper's "average" column).
 
+Failure behaviour: benchmark files are checked when loaded, before any
+generation. A JSON error, undecodable bytes, a row that is not an object,
+a missing field or a bad gold answer (missing, empty, an unclosed or empty
+``\boxed{``, see :func:`reproduce.rewards.gold_answer`) raise an error
+naming the file and line (all bad rows, up to five, at once); a UTF-8 BOM is
+accepted. Each benchmark is graded as soon as it is generated, answer by
+answer: an answer the grader cannot decide (math-verify time-out or error)
+counts as wrong and is counted in the "grading failures" column, never
+stopping the run. The CLI saves each benchmark's completions (then grades)
+atomically under ``--checkpoint-dir`` as soon as they exist; after a crash
+the same command reuses them and generates only what is missing.
+
 Data: the six benchmarks are read from ``<data>/eval/<name>/test.jsonl``
 (fields ``problem``, ``answer``), where ``<data>`` is ``--data-dir``, else
 ``$KERNELVALUE_DATA``, else ``<repo>/../shared/data``. Any local ``.jsonl``
@@ -37,17 +49,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import atomic_write_text
 from .paper import BENCHMARK_ORDER
-from .rewards import extract_answer, is_equiv
-from .rewards import _gold_answer  # gold strings may be full solutions
+from .rewards import extract_answer, gold_answer, grade_answer
 
 BENCHMARKS = BENCHMARK_ORDER  # ("aime24", "aime25", "amc2023", "math500", "minervamath", "olympiadbench")
 ALIASES = {
@@ -101,26 +115,70 @@ def resolve_data_dir(data_dir=None) -> Path:
     return (REPO_ROOT / ".." / "shared" / "data").resolve()
 
 
-def _read_rows(path: Path) -> list[dict]:
-    text = path.read_text(encoding="utf-8")
+def _read_rows(path: Path) -> list[tuple[str, object]]:
+    """``(where, row)`` for each row of a ``.jsonl`` / ``.json`` file; ``where`` names the file and line.
+
+    A UTF-8 byte-order mark is accepted; undecodable bytes and malformed JSON raise ``ValueError``
+    naming the file and the line.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
     if path.suffix == ".json":
-        rows = json.loads(text)
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{err.lineno}:{err.colno}: invalid JSON ({err.msg})") from None
+        except ValueError as err:  # e.g. an integer beyond Python's digit limit
+            raise ValueError(f"{path}: invalid JSON ({err})") from None
         if isinstance(rows, dict):  # {"data": [...]} or {"test": [...]}
             rows = next((v for v in rows.values() if isinstance(v, list)), None)
         if not isinstance(rows, list):
-            raise ValueError(f"{path}: expected a JSON list of objects")
-        return rows
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+            raise ValueError(f"{path}: expected a JSON list of objects (or an object holding one)")
+        return [(f"{path} row {i + 1}", row) for i, row in enumerate(rows)]
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append((f"{path}:{lineno}", json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}:{err.colno}: invalid JSON ({err.msg}); one object a line") from None
+            except ValueError as err:  # e.g. an integer beyond Python's digit limit
+                raise ValueError(f"{path}:{lineno}: invalid JSON ({err})") from None
+    return out
 
 
-def _pick(row: dict, keys: tuple, what: str, source: str):
+def _pick(row: dict, keys: tuple, what: str, where: str):
     for key in keys:
         if key in row and row[key] is not None:
             return row[key]
     raise KeyError(
-        f"{source}: a row has none of the {what} fields {list(keys)} (its fields: {sorted(row)}); "
+        f"{where}: the row has none of the {what} fields {list(keys)} (its fields: {sorted(map(str, row))}); "
         f"pass problem_key=/answer_key= (CLI: --problem-key/--answer-key)"
     )
+
+
+def _parse_rows(rows, pkeys: tuple, akeys: tuple) -> tuple[list[str], list[str]]:
+    """Problems and gold answers of ``(where, row)`` pairs; every bad row is reported, by location."""
+    problems, answers, errors = [], [], []
+    for where, row in rows:
+        try:
+            if not isinstance(row, dict):
+                raise ValueError(f"expected a JSON object with problem and answer fields, got "
+                                 f"{type(row).__name__} {row!r:.60}")
+            problem = _pick(row, pkeys, "problem", where)  # a missing field is a key-name error: raised at once
+            if not isinstance(problem, str) or not problem.strip():
+                raise ValueError(f"the problem must be a non-empty string, got {type(problem).__name__} "
+                                 f"{problem!r:.60}")
+            answers.append(gold_answer(_pick(row, akeys, "answer", where), "boxed"))
+            problems.append(problem)
+        except ValueError as err:
+            errors.append(f"{where}: {err}")
+    if errors:
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise ValueError(f"{len(errors)} bad row(s); fix or drop them{more}:\n  " + "\n  ".join(errors[:5]))
+    return problems, answers
 
 
 def load_benchmark(
@@ -177,8 +235,7 @@ def load_benchmark(
     rows = rows[:limit] if limit is not None else rows
     if not rows:
         raise ValueError(f"benchmark {source!r} ({label}) has no rows")
-    problems = [str(_pick(r, pkeys, "problem", label)) for r in rows]
-    answers = [_gold_answer(str(_pick(r, akeys, "answer", label)), "boxed") for r in rows]
+    problems, answers = _parse_rows(rows, pkeys, akeys)
     return Benchmark(name=name, problems=problems, answers=answers, source=label)
 
 
@@ -189,7 +246,8 @@ def _load_hf(spec: str):
         raise ImportError("hf:<name> benchmarks need the 'datasets' package: pip install datasets") from err
     name, _, split = spec.partition(":")
     ds = datasets.load_dataset(name, split=split or "test")
-    return [dict(r) for r in ds], f"hf:{name}:{split or 'test'}", name.split("/")[-1].lower()
+    label = f"hf:{name}:{split or 'test'}"
+    return [(f"{label} row {i + 1}", dict(r)) for i, r in enumerate(ds)], label, name.split("/")[-1].lower()
 
 
 def load_benchmarks(benchmarks="all", **kwargs) -> list[Benchmark]:
@@ -363,11 +421,79 @@ def generate_completions(
     return out, n_trunc
 
 
+# ----------------------------------------------------------------------------- grading
+def grade_completions(completions: list, answers: list) -> tuple[list, np.ndarray, np.ndarray, list]:
+    """Extract the ``\\boxed{}`` answer of every completion and grade it, one answer at a time.
+
+    ``completions[i]`` holds the ``k`` samples of problem ``i``, whose gold answer is ``answers[i]``.
+    Returns ``(extracted, correct, answered, failures)``: extracted answers (``None`` without a box),
+    bool arrays ``(n, k)``, and one ``{"index", "sample", "reason"}`` per answer the grader could not
+    decide. Such an answer counts as wrong; it never stops the evaluation.
+
+    Examples
+    --------
+    >>> ext, correct, answered, failures = grade_completions([["so \\\\boxed{4}", "no box"]], ["4"])
+    >>> ext, correct.tolist(), answered.tolist(), failures
+    ([['4', None]], [[True, False]], [[True, False]], [])
+    """
+    k = len(completions[0]) if completions else 0
+    correct = np.zeros((len(completions), k), dtype=bool)
+    answered = np.zeros((len(completions), k), dtype=bool)
+    extracted = [[None] * k for _ in completions]
+    failures = []
+    for i, (samples, gold) in enumerate(zip(completions, answers)):
+        for j, completion in enumerate(samples):
+            try:
+                pred = extract_answer(completion, "boxed")
+                grade = grade_answer(pred, gold)
+                reason = grade.failure
+            except Exception as err:  # noqa: BLE001 -- grade_answer never raises; a bug costs one answer
+                pred, grade, reason = None, None, f"grader error ({type(err).__name__}: {err})"
+            extracted[i][j], answered[i, j] = pred, pred is not None
+            correct[i, j] = grade is not None and grade.correct
+            if reason is not None:
+                failures.append({"index": i, "sample": j, "reason": reason})
+    return extracted, correct, answered, failures
+
+
+# ----------------------------------------------------------------------------- checkpoints
+CHECKPOINT_FORMAT = "kernelvalue-eval-checkpoint/1"
+
+
+def _checkpoint_path(checkpoint_dir, name: str) -> Path:
+    return Path(checkpoint_dir) / (re.sub(r"[^\w.-]", "_", name) + ".json")
+
+
+def _load_checkpoint(path: Path, fingerprint: dict, n: int, k: int):
+    """``(completions, n_truncated)`` saved by an earlier run with the same ``fingerprint``, or ``None``
+    when there is no file; a corrupt file, or one from another run, raises ``ValueError``."""
+    if not path.is_file():
+        return None
+    fix = "delete it to generate that benchmark again"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        completions, n_trunc, stored = data["completions"], data["n_truncated"], data["fingerprint"]
+        ok = (data["format"] == CHECKPOINT_FORMAT and isinstance(stored, dict) and isinstance(n_trunc, int)
+              and isinstance(completions, list) and len(completions) == n
+              and all(isinstance(c, list) and len(c) == k and all(isinstance(x, str) for x in c) for c in completions))
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{path} is not a complete evaluation checkpoint of {n} problems x {k} samples; {fix}")
+    if stored != fingerprint:
+        differ = sorted(key for key in fingerprint.keys() | stored.keys() if fingerprint.get(key) != stored.get(key))
+        raise ValueError(f"{path} holds completions of another run (it differs in: {', '.join(differ)}); {fix}, "
+                         "or use another checkpoint directory")
+    return completions, n_trunc
+
+
 # ----------------------------------------------------------------------------- evaluation
 @dataclass
 class BenchmarkResult:
     """Scores of one benchmark. ``correct`` is a bool array ``(n_problems, k)``; ``answered`` likewise
-    (whether a completion had a ``\\boxed{}`` answer)."""
+    (whether a completion had a ``\\boxed{}`` answer); ``failures`` lists the answers the grader could not
+    decide (``{"index", "sample", "reason"}``), which count as wrong; ``resumed``: the completions came
+    from a checkpoint."""
 
     name: str
     source: str
@@ -376,6 +502,8 @@ class BenchmarkResult:
     answered: np.ndarray
     n_truncated: int = 0
     samples: list = field(default_factory=list, repr=False)
+    failures: list = field(default_factory=list, repr=False)
+    resumed: bool = False  # completions read back from a checkpoint, not generated by this call
 
     @property
     def n_problems(self) -> int:
@@ -406,18 +534,34 @@ class EvalReport:
             row.update({f"pass@{j} (%)": 100 * r.pass_at(j) for j in self.pass_ks})
             row["boxed answer (%)"] = 100 * float(r.answered.mean())
             row["truncated prompts"] = r.n_truncated
+            row["grading failures"] = len(r.failures)
             rows.append(row)
         df = pd.DataFrame(rows)
         metric_cols = [c for c in df.columns if c.endswith("(%)")]
         macro = {"benchmark": "macro average", "problems": int(df["problems"].sum()), "k": self.results[0].k}
         macro.update({c: float(df[c].mean()) for c in metric_cols})
         macro["truncated prompts"] = int(df["truncated prompts"].sum())
+        macro["grading failures"] = int(df["grading failures"].sum())
         return pd.concat([df, pd.DataFrame([macro])], ignore_index=True)
 
     def macro(self, metric: str = "mean") -> float:
         """Macro average (percent) of ``mean@k`` (``metric="mean"``) or ``pass@j`` (``metric=j``)."""
         vals = [r.mean_at_k() if metric == "mean" else r.pass_at(int(metric)) for r in self.results]
         return 100 * float(np.mean(vals))
+
+
+def _checked_benchmark(b: Benchmark) -> Benchmark:
+    """``b`` with its gold answers checked (:func:`reproduce.rewards.gold_answer`); bad ones raise, located."""
+    if not b.problems or len(b.problems) != len(b.answers):
+        raise ValueError(f"benchmark {b.name!r} needs as many answers as problems (at least one), got "
+                         f"{len(b.problems)} problems and {len(b.answers)} answers")
+    answers = []
+    for i, answer in enumerate(b.answers):
+        try:
+            answers.append(gold_answer(answer, "boxed"))
+        except ValueError as err:
+            raise ValueError(f"benchmark {b.name!r} ({b.source}) problem {i + 1}: {err}") from None
+    return Benchmark(b.name, list(b.problems), answers, b.source)
 
 
 def evaluate(
@@ -437,8 +581,19 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     keep_samples: bool = False,
+    checkpoint_dir=None,
+    model_id: str | None = None,
 ) -> EvalReport:
     """Generate ``k`` samples per problem on each benchmark and grade their ``\\boxed{}`` answers.
+
+    Each benchmark is graded as soon as its samples are generated, one answer
+    at a time: an answer the grader cannot decide counts as wrong and is
+    listed in the result's ``failures`` (the table's "grading failures"),
+    never stopping the run. With ``checkpoint_dir``, each benchmark's
+    completions (then its grades) are written there atomically as soon as
+    they exist, so a crash loses no finished benchmark: a rerun with the same
+    settings, prompts and ``model_id`` reads them back (and grades them
+    again) instead of generating; a file from a different run is refused.
 
     Parameters
     ----------
@@ -447,7 +602,7 @@ def evaluate(
         (left padding; a pad token).
     benchmarks : "all", str or list
         Names from :data:`BENCHMARKS`, paths, ``hf:`` specs, or
-        :class:`Benchmark` objects.
+        :class:`Benchmark` objects (whose gold answers are checked first).
     k : int
         Samples per problem; ``k > 1`` needs ``temperature > 0``.
     temperature : float
@@ -459,6 +614,11 @@ def evaluate(
     keep_samples : bool
         Keep completions, extracted answers and grades per problem in each
         result's ``samples`` (for ``--samples-out``).
+    checkpoint_dir : path, optional
+        Where to persist per-benchmark completions and grades (``<name>.json``).
+    model_id : str, optional
+        Names the model's weights in the checkpoints (required with
+        ``checkpoint_dir``, so another model's completions are never reused).
 
     Returns
     -------
@@ -479,42 +639,21 @@ def evaluate(
     pass_ks = default_pass_ks(k) if pass_ks is None else sorted(set(int(j) for j in pass_ks))
     if any(j < 1 or j > k for j in pass_ks):
         raise ValueError(f"pass_ks must lie in [1, k={k}], got {pass_ks}")
+    if checkpoint_dir is not None and not model_id:
+        raise ValueError("checkpoint_dir needs model_id (a name for the model's weights), so that completions "
+                         "of another model are never reused")
     if isinstance(benchmarks, Benchmark):
         benchmarks = [benchmarks]
     if isinstance(benchmarks, str) or (benchmarks and not isinstance(benchmarks[0], Benchmark)):
         benchmarks = load_benchmarks(benchmarks, data_dir=data_dir, limit=limit)
-    elif limit is not None:
-        benchmarks = [Benchmark(b.name, b.problems[:limit], b.answers[:limit], b.source) for b in benchmarks]
+    else:
+        benchmarks = [_checked_benchmark(b) for b in benchmarks]
+        if limit is not None:
+            benchmarks = [Benchmark(b.name, b.problems[:limit], b.answers[:limit], b.source) for b in benchmarks]
+    names = [b.name for b in benchmarks]
+    if checkpoint_dir is not None and len(set(names)) < len(names):
+        raise ValueError(f"benchmark names must be unique to checkpoint them, got {names}")
     model.eval()
-    results = []
-    used_chat = False
-    for b in benchmarks:
-        texts, used_chat = format_prompts(tokenizer, b.problems, chat_template, system_prompt)
-        completions, n_trunc = generate_completions(
-            model,
-            tokenizer,
-            texts,
-            k,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            batch_size=batch_size,
-            add_special_tokens=not used_chat,
-            seed=seed,
-            progress=progress,
-            desc=b.name,
-        )
-        preds = [[extract_answer(c, "boxed") for c in cs] for cs in completions]
-        correct = np.array([[is_equiv(p, gold) for p in ps] for ps, gold in zip(preds, b.answers)], dtype=bool)
-        answered = np.array([[p is not None for p in ps] for ps in preds], dtype=bool)
-        samples = []
-        if keep_samples:
-            samples = [
-                {"benchmark": b.name, "index": i, "answer": gold, "completions": cs, "extracted": ps,
-                 "correct": correct[i].tolist()}
-                for i, (cs, ps, gold) in enumerate(zip(completions, preds, b.answers))
-            ]
-        results.append(BenchmarkResult(b.name, b.source, k, correct.reshape(len(b), k),
-                                        answered.reshape(len(b), k), n_trunc, samples))
     settings = {
         "k": k,
         "temperature": temperature,
@@ -522,11 +661,51 @@ def evaluate(
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
         "limit": limit,
-        "chat_template": used_chat,
+        "chat_template": False,
         "system_prompt": system_prompt,
         "seed": seed,
         "grader": "last \\boxed{} answer; reproduce.rewards.is_equiv (numbers, text, math-verify)",
     }
+    results = []
+    for b in benchmarks:
+        texts, used_chat = format_prompts(tokenizer, b.problems, chat_template, system_prompt)
+        settings["chat_template"] = used_chat
+        stored, path, fingerprint = None, None, None
+        if checkpoint_dir is not None:
+            path = _checkpoint_path(checkpoint_dir, b.name)
+            prompts = hashlib.sha256("\0".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+            generation = ("k", "temperature", "max_new_tokens", "batch_size", "seed")
+            fingerprint = {"model": model_id, "prompts_sha256": prompts, "add_special_tokens": not used_chat,
+                           **{key: settings[key] for key in generation}}
+            stored = _load_checkpoint(path, fingerprint, len(b), k)
+        if stored is not None:
+            completions, n_trunc = stored
+        else:
+            completions, n_trunc = generate_completions(
+                model, tokenizer, texts, k, max_new_tokens=max_new_tokens, temperature=temperature,
+                batch_size=batch_size, add_special_tokens=not used_chat, seed=seed, progress=progress, desc=b.name,
+            )
+        record = {"format": CHECKPOINT_FORMAT, "benchmark": b.name, "source": b.source, "fingerprint": fingerprint,
+                  "n_truncated": n_trunc, "completions": completions}
+        if path is not None and stored is None:
+            atomic_write_text(path, json.dumps(record))  # the costly part is safe before grading starts
+        extracted, correct, answered, failures = grade_completions(completions, b.answers)
+        if path is not None:
+            record["graded"] = {"answers": b.answers, "extracted": extracted, "correct": correct.tolist(),
+                                "failures": failures}
+            atomic_write_text(path, json.dumps(record))
+        samples = []
+        if keep_samples:
+            reasons = [[None] * k for _ in completions]
+            for f in failures:
+                reasons[f["index"]][f["sample"]] = f["reason"]
+            samples = [
+                {"benchmark": b.name, "index": i, "answer": gold, "completions": cs, "extracted": ps,
+                 "correct": correct[i].tolist(), "grading_failures": reasons[i]}
+                for i, (cs, ps, gold) in enumerate(zip(completions, extracted, b.answers))
+            ]
+        results.append(BenchmarkResult(b.name, b.source, k, correct, answered, n_trunc, samples, failures,
+                                       resumed=stored is not None))
     return EvalReport(results, settings, pass_ks)
 
 
@@ -560,8 +739,26 @@ def parse_args(argv=None):
     p.add_argument("--cache-dir", default=None, help="cache of the small preset's warm-started model")
     p.add_argument("--out", default="results/eval.md", help="markdown report; a .csv is written beside it")
     p.add_argument("--samples-out", default=None, help="optional JSONL of every completion and its grade")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="where each finished benchmark's completions and grades are saved as it finishes, and "
+                   "read back by a rerun after a crash (default: <out without suffix>.partial; removed once "
+                   "the report is written)")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # A bad flag stops here, with its name, not after the model has loaded (or deep inside generation).
+    for name in ("k", "limit", "max_new_tokens", "batch_size", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.temperature is not None and not args.temperature >= 0:
+        p.error(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
+    try:
+        args.pass_k = [int(j) for j in args.pass_k.split(",")] if args.pass_k else None
+    except ValueError:
+        p.error(f"--pass-k must be comma-separated integers, got {args.pass_k!r}")
+    if args.pass_k is not None and not all(1 <= j <= args.k for j in args.pass_k):
+        p.error(f"--pass-k values must lie in [1, --k={args.k}], got {args.pass_k}")
+    return args
 
 
 def main(argv=None) -> EvalReport:
@@ -592,6 +789,8 @@ def main(argv=None) -> EvalReport:
         model_name = args.model
         max_new = args.max_new_tokens or 2048
     model.to(device).eval()
+    model_id = f"{model_name}; {next(model.parameters()).dtype}; {device}"
+    checkpoint_dir = Path(args.checkpoint_dir or Path(args.out).with_suffix(".partial"))
     temperature = args.temperature if args.temperature is not None else (0.0 if args.k == 1 else 0.6)
     batch = args.batch_size or (64 if device.type == "cuda" else 16)
     prov = Provenance(name=Path(args.out).stem, preset=args.preset or "paper", model=model_name,
@@ -602,19 +801,27 @@ def main(argv=None) -> EvalReport:
     report = evaluate(
         model, tokenizer, benches, k=args.k, temperature=temperature, max_new_tokens=max_new, batch_size=batch,
         chat_template=args.chat_template, system_prompt=args.system_prompt,
-        pass_ks=[int(j) for j in args.pass_k.split(",")] if args.pass_k else None, seed=args.seed,
+        pass_ks=args.pass_k, seed=args.seed,
         progress=not args.no_progress, keep_samples=args.samples_out is not None,
+        checkpoint_dir=checkpoint_dir, model_id=model_id,
     )
     seconds = time.perf_counter() - start
     n_samples = sum(r.correct.size for r in report.results)
     prov.extra.update({**{k: v for k, v in report.settings.items() if v is not None},
                        "benchmarks": "; ".join(f"{r.name}: {r.source}" for r in report.results),
                        "generation": f"{n_samples} samples in {seconds:.1f} s ({n_samples / seconds:.2f} samples/s)"})
+    resumed = [r.name for r in report.results if r.resumed]
+    if resumed:
+        prov.extra["resumed"] = f"completions of {', '.join(resumed)} read back from {checkpoint_dir} (interrupted run)"
     table = report.table()
     findings = [
         f"Macro-average mean@{args.k}: {report.macro('mean'):.2f}% over {len(report.results)} benchmark(s)"
         + (f", first {args.limit} problems of each" if args.limit else "") + "."
     ]
+    n_failed = sum(len(r.failures) for r in report.results)
+    if n_failed:
+        findings.append(f"{n_failed} of {n_samples} answers could not be graded (math-verify time-out or error) "
+                        "and count as wrong: see 'grading failures' (and --samples-out for which).")
     if args.preset == "small":
         findings.append(note)
     from . import paper
@@ -633,7 +840,13 @@ def main(argv=None) -> EvalReport:
         with open(args.samples_out, "w") as f:
             for r in report.results:
                 f.writelines(json.dumps(s) + "\n" for s in r.samples)
+    for r in report.results:  # the report now holds them
+        _checkpoint_path(checkpoint_dir, r.name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: files of other runs stay
+        checkpoint_dir.rmdir()
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if n_failed:
+        print(f"warning: {n_failed} answers could not be graded and count as wrong ('grading failures')")
     if args.preset == "small":
         print(note)
     print(f"wrote {md_path} and {csv_path}")

@@ -36,6 +36,8 @@ from transformers import (
     Qwen2Config,
 )
 
+from .checkpoint import file_lock, fsync_path, sha256_file, temp_sibling
+from .presets import TINY_LM_POSITIONS, WARM_START_FIELDS
 from .tasks import ArithmeticTask
 from .tokenizer import char_tokenizer
 
@@ -281,44 +283,69 @@ def supervised_finetune(
 def warm_start(cfg, log=print):
     """The warm-started tiny LM and tokenizer for ``cfg``, from cache when present.
 
-    The cache directory is ``<cache>/warmstart-<cfg.warm_start_key()>`` and
-    holds ``save_pretrained`` outputs and ``meta.json`` (config fields, hash,
-    SFT wall time and final loss). Written atomically, so an interrupted
-    build is never reused.
+    The cache entry is ``<cache>/warmstart-<cfg.warm_start_key()>``: ``save_pretrained`` outputs and
+    ``meta.json`` (config fields, hash, SFT wall time, final loss and the SHA-256 of every file). Runs
+    sharing a cache take a per-key file lock, so the first builds the entry and the others wait and load it.
+    An entry is built in a uniquely named folder, fsynced, and renamed into place whole, so a half-written
+    entry is never read; an entry whose files do not match their digests is rebuilt.
     """
     key = cfg.warm_start_key()
     root = cfg.resolved_cache_dir()
     final = root / f"warmstart-{key}"
-    if (final / "meta.json").exists():
-        model = AutoModelForCausalLM.from_pretrained(final, attn_implementation="sdpa")
-        return model.eval(), load_tokenizer(final)
-    tokenizer = char_tokenizer()
-    model = build_tiny_lm(tokenizer, cfg.n_layer, cfg.d_model, cfg.n_head, cfg.arch, seed=cfg.task_seed)
-    task = ArithmeticTask(cfg.task_seed, cfg.min_terms, cfg.max_terms, cfg.max_value)
-    start = time.perf_counter()
-    losses = supervised_finetune(
-        model, tokenizer, task, cfg.sft_steps, cfg.sft_batch_size, cfg.sft_lr, seed=cfg.task_seed, log=log
-    )
-    meta = {
-        "key": key,
-        "fields": {k: getattr(cfg, k) for k in _warm_fields()},
-        "sft_seconds": time.perf_counter() - start,
-        "final_loss": losses[-1] if losses else None,
-        "torch_threads": torch.get_num_threads(),
-    }
-    tmp = root / f".warmstart-{key}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        raise NotADirectoryError(f"cache_dir {root} is not a directory; pass --cache-dir DIR") from err
+    # One build per key: concurrent runs wait here, then find the entry (the lock dies with its process).
+    with file_lock(root / f".warmstart-{key}.lock", log=log):
+        cached = _load_warm_start(final, log)
+        if cached is not None:
+            return cached
+        tokenizer = char_tokenizer()
+        model = build_tiny_lm(tokenizer, cfg.n_layer, cfg.d_model, cfg.n_head, cfg.arch,
+                              max_positions=TINY_LM_POSITIONS, seed=cfg.task_seed)
+        task = ArithmeticTask(cfg.task_seed, cfg.min_terms, cfg.max_terms, cfg.max_value)
+        start = time.perf_counter()
+        losses = supervised_finetune(
+            model, tokenizer, task, cfg.sft_steps, cfg.sft_batch_size, cfg.sft_lr, seed=cfg.task_seed, log=log
+        )
+        meta = {
+            "key": key,
+            "fields": {k: getattr(cfg, k) for k in WARM_START_FIELDS},
+            "sft_seconds": time.perf_counter() - start,
+            "final_loss": losses[-1] if losses else None,
+            "torch_threads": torch.get_num_threads(),
+        }
+        for stale in root.glob(f".warmstart-{key}.*.tmp"):  # left by a killed build; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = temp_sibling(final)
+        tmp.mkdir()
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        meta["sha256"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        for p in tmp.iterdir():
+            fsync_path(p)
+        fsync_path(tmp)
+        shutil.rmtree(final, ignore_errors=True)  # a corrupt entry, refused above
+        tmp.rename(final)
+        fsync_path(root)
     log(f"warm start cached at {final} ({meta['sft_seconds']:.1f} s)")
     return model, tokenizer
 
 
-def _warm_fields():
-    from .presets import WARM_START_FIELDS
-
-    return WARM_START_FIELDS
+def _load_warm_start(final: Path, log):
+    """The cached ``(model, tokenizer)`` in ``final``, or None when absent or damaged (then it is rebuilt)."""
+    if not (final / "meta.json").is_file():
+        return None
+    try:
+        digests = json.loads((final / "meta.json").read_text()).get("sha256", {})
+        # Entries from before digests were recorded have none to check; they were renamed into place whole.
+        bad = [name for name, digest in digests.items() if sha256_file(final / name) != digest]
+        if bad:
+            raise ValueError(f"{bad} do not match their SHA-256 in meta.json")
+        model = AutoModelForCausalLM.from_pretrained(final, attn_implementation="sdpa")
+        return model.eval(), load_tokenizer(final)
+    except (OSError, ValueError, AttributeError) as err:
+        log(f"warm-start cache entry {final} is damaged ({err}); rebuilding it")
+        return None

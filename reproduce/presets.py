@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ REWARD_STYLES = {"synthetic": "gsm8k", "gsm8k": "gsm8k", "math": "boxed"}
 ARCHS = ("qwen2", "gpt2")
 DEVICES = ("auto", "cpu", "cuda")
 PARAM_DTYPES = ("float32", "bfloat16")
+TINY_LM_POSITIONS = 256  # position table of the tiny LM built when model is None (GPT-2 cannot go past it)
 
 # Fields that determine the warm-started model; their hash names its cache directory.
 WARM_START_FIELDS = (
@@ -67,7 +69,7 @@ class Config:
     >>> Config(lr=0.0)
     Traceback (most recent call last):
     ...
-    ValueError: lr must be > 0, got 0.0
+    ValueError: lr must be a finite number > 0, got 0.0
     """
 
     preset: str = "small"
@@ -123,6 +125,7 @@ class Config:
     cache_dir: str | None = None
 
     def __post_init__(self):
+        _choice(self, "preset", PRESETS)
         _positive_int(self, "G", "responses per prompt")
         for name in (
             "n_layer",
@@ -139,18 +142,34 @@ class Config:
             "sft_batch_size",
             "eval_batch_size",
             "oracle_samples",
+            "max_value",
         ):
             _positive_int(self, name)
         for name in ("steps", "sft_steps", "eval_every"):
             _positive_int(self, name, minimum=0)
+        for name in ("seed", "task_seed"):
+            _positive_int(self, name, "numpy seeds must be below 2**32", minimum=0, maximum=2**32 - 1)
+        _positive_int(self, "min_terms", minimum=2)
+        _positive_int(self, "max_terms", minimum=self.min_terms, why="at least min_terms")
         for name in ("lr", "sft_lr", "grad_clip", "clip_eps"):
             _positive_float(self, name)
         for name in ("weight_decay", "kl_coef"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"{name} must be >= 0, got {value!r}")
+            _positive_float(self, name, minimum=0.0)
+        for name in ("chat_template", "do_sample"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.do_sample:
             _positive_float(self, "temperature", why=" when do_sample=True (use do_sample=False for greedy)")
+        else:
+            _positive_float(self, "temperature", minimum=0.0, why=" (ignored when do_sample=False)")
+        for name in ("model", "data_path", "cache_dir"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"{name} must be a non-empty string (a path or hub id) or None, got {value!r}")
+        for name in ("problem_key", "answer_key"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip(".")):
+                raise ValueError(f"{name} must be a non-empty field name (dotted path allowed) or None, got {value!r}")
         _choice(self, "loss_agg_mode", LOSS_AGG_MODES)
         _choice(self, "dataset", DATASETS)
         _choice(self, "arch", ARCHS)
@@ -158,11 +177,8 @@ class Config:
         _choice(self, "param_dtype", PARAM_DTYPES)
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_head={self.n_head}")
-        if self.max_terms < self.min_terms or self.min_terms < 2 or self.max_value < 1:
-            raise ValueError(
-                f"task needs 2 <= min_terms <= max_terms and max_value >= 1, got min_terms={self.min_terms}, "
-                f"max_terms={self.max_terms}, max_value={self.max_value}"
-            )
+        if self.max_value > 2**62:
+            raise ValueError(f"max_value must be <= 2**62 (operands are int64), got {self.max_value}")
         if self.prompts_per_step * self.G % self.minibatches:
             raise ValueError(
                 f"minibatches={self.minibatches} must divide prompts_per_step*G={self.prompts_per_step * self.G}"
@@ -174,15 +190,20 @@ class Config:
                 "data_path must name the training set for dataset='math': a .jsonl/.json file, a directory with "
                 "train.jsonl (and optionally test.jsonl), or 'hf:<name>[:<split>]' (pass --train-data/--data-path)"
             )
-        for name in ("problem_key", "answer_key"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value.strip(".")):
-                raise ValueError(f"{name} must be a non-empty field name (dotted path allowed) or None, got {value!r}")
-        if not isinstance(self.estimator_kwargs, dict):
-            raise TypeError(f"estimator_kwargs must be a dict, got {type(self.estimator_kwargs).__name__}")
+        if self.dataset == "synthetic" and self.prompts_per_step > self.n_train_prompts:
+            raise ValueError(
+                f"prompts_per_step={self.prompts_per_step} exceeds the prompt pool n_train_prompts="
+                f"{self.n_train_prompts}; raise n_train_prompts or lower prompts_per_step"
+            )
+        if self.model is None:
+            _check_tiny_lm(self)
+        if not isinstance(self.estimator, str):
+            raise ValueError(f"estimator must be a registry name (a string), got {self.estimator!r}")
+        if not isinstance(self.estimator_kwargs, dict) or not all(isinstance(k, str) for k in self.estimator_kwargs):
+            raise TypeError(f"estimator_kwargs must be a dict with string keys, got {self.estimator_kwargs!r}")
         bw = self.estimator_kwargs.get("bandwidth")
-        if bw is not None and not (isinstance(bw, (int, float)) and bw > 0):
-            raise ValueError(f"estimator_kwargs['bandwidth'] must be > 0, got {bw!r}")
+        if bw is not None and (isinstance(bw, bool) or not isinstance(bw, (int, float)) or not 0 < bw < math.inf):
+            raise ValueError(f"estimator_kwargs['bandwidth'] must be a finite number > 0, got {bw!r}")
         self.make_estimator()  # unknown names and bad options fail here, not at step 1
 
     def make_estimator(self):
@@ -280,24 +301,59 @@ def get_preset(name: str = "small", **overrides) -> Config:
     unknown = set(overrides) - {f.name for f in dataclasses.fields(Config)}
     if unknown:
         raise ValueError(f"unknown config field(s) {sorted(unknown)}; see reproduce.presets.Config")
+    if overrides.get("preset", name) != name:
+        raise ValueError(f"preset={overrides['preset']!r} would mislabel a {name!r} config; choose the preset by name")
     return Config(**{**PRESETS[name], **overrides})
 
 
-def _positive_int(cfg, name, why="", minimum=1):
+def _positive_int(cfg, name, why="", minimum=1, maximum=None):
     value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}{f' ({why})' if why else ''}, got {value!r}")
+    in_range = value >= minimum and (maximum is None or value <= maximum) if isinstance(value, int) else False
+    if isinstance(value, bool) or not in_range:
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an int {bound}{f' ({why})' if why else ''}, got {value!r}")
 
 
-def _positive_float(cfg, name, why=""):
+def _positive_float(cfg, name, why="", minimum=None):
+    """A finite number > 0 (or >= ``minimum`` when given); bools, NaN and inf are refused."""
     value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be > 0{why}, got {value!r}")
+    number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not number or not (value > 0 if minimum is None else value >= minimum):
+        bound = "> 0" if minimum is None else f">= {minimum}"
+        raise ValueError(f"{name} must be a finite number {bound}{why}, got {value!r}")
+
+
+def _check_tiny_lm(cfg):
+    """The tiny LM's warm start needs SFT steps; Qwen2's attention needs whole key/value head groups and
+    an even RoPE head size; GPT-2's learned positions end at ``TINY_LM_POSITIONS``, so the longest prompt
+    plus ``max_new_tokens`` (RL) and the longest SFT example must fit."""
+    if cfg.sft_steps < 1:
+        raise ValueError("sft_steps must be >= 1 when model is None (the tiny LM is warm-started by SFT), got 0")
+    if cfg.arch == "qwen2":  # RoPE positions have no table to run off, but heads have shape rules
+        kv_heads = max(1, cfg.n_head // 2)  # build_tiny_lm's grouped-query attention
+        if cfg.n_head % kv_heads or (cfg.d_model // cfg.n_head) % 2:
+            raise ValueError(
+                f"arch='qwen2' needs n_head divisible by its {kv_heads} key/value heads and an even head size "
+                f"d_model/n_head for RoPE, got n_head={cfg.n_head}, d_model={cfg.d_model}; use an even n_head "
+                "(or 1 or 3) and d_model a multiple of 2*n_head"
+            )
+        return
+    digits = len(str(cfg.max_value))  # operand width; a running total has at most this plus the terms' carry
+    total = len(str(cfg.max_terms * cfg.max_value)) + 1  # with a minus sign
+    prompt = 1 + len("What is ?\n") + cfg.max_terms * (digits + 1) - 1  # <bos>, text, operands and operators
+    solution = (cfg.max_terms - 1) * (2 * total + digits + 3) + len("#### ") + total + 1  # lines "a+b=c\n", eos
+    if prompt + cfg.max_new_tokens > TINY_LM_POSITIONS or prompt + solution > TINY_LM_POSITIONS:
+        raise ValueError(
+            f"arch='gpt2' has {TINY_LM_POSITIONS} positions, but prompts of up to {prompt} tokens plus "
+            f"max_new_tokens={cfg.max_new_tokens} (or SFT examples of up to {prompt + solution} tokens) need more; "
+            "lower max_new_tokens, max_terms or max_value, or use arch='qwen2'"
+        )
 
 
 def _choice(cfg, name, options):
+    options = list(options)  # a list, so an unhashable value is refused by the message below, not a TypeError
     if getattr(cfg, name) not in options:
-        raise ValueError(f"{name} must be one of {list(options)}, got {getattr(cfg, name)!r}")
+        raise ValueError(f"{name} must be one of {options}, got {getattr(cfg, name)!r}")
 
 
 # ----------------------------------------------------------------------------- experiments (entry points)

@@ -159,7 +159,7 @@ def entry_parser(name: str, description: str):
     p = argparse.ArgumentParser(prog=f"python -m reproduce.{name}", description=description)
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="small (CPU, minutes) or paper (GPU)")
     p.add_argument("--device", default="auto", choices=list(DEVICES))
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="run seeds (default: the preset's)")
+    p.add_argument("--seeds", type=int_at_least(0), nargs="+", default=None, help="run seeds (default: the preset's)")
     p.add_argument("--out", default="results", help="directory for <name>.csv and <name>.md (default ./results)")
     p.add_argument("--figures", default="figures", help="directory for PNG figures (default ./figures)")
     p.add_argument("--model", default=None, help="paper preset: local path or hub id of the weights")
@@ -167,10 +167,32 @@ def entry_parser(name: str, description: str):
     p.add_argument("--cache-dir", default=None, help="warm-start cache (default $KERNELVALUE_CACHE or ~/.cache)")
     # One thread by default: the tiny model gains little from intra-op threads, and on a small machine
     # shared with other jobs two threads oversubscribed the cores (20-50x slower sampling, measured).
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=int_at_least(1), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a Config field")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def int_at_least(minimum: int):
+    """An argparse ``type``: an int >= ``minimum``, so ``--threads 0`` fails at parse time naming the flag.
+
+    Examples
+    --------
+    >>> int_at_least(1)("3")
+    3
+    """
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an int >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an int >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def parse_sets(items) -> dict:
@@ -195,8 +217,6 @@ def entry_config(name: str, args, **fixed):
 
     from .presets import experiment
 
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     flags = {"device": args.device, "model": args.model, "data_path": args.data_path, "cache_dir": args.cache_dir}
     overrides = {k: v for k, v in flags.items() if v is not None}

@@ -30,8 +30,13 @@ import argparse
 import contextlib
 import copy
 import csv
+import dataclasses
+import functools
+import hashlib
+import io
+import itertools
 import json
-import os
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -47,7 +52,8 @@ from .models import (
     stop_token_ids,
     warm_start,
 )
-from .presets import LOSS_AGG_MODES, REWARD_STYLES, Config, get_preset
+from .checkpoint import CheckpointError, atomic_write_text, file_lock, read_checkpoint, write_checkpoint
+from .presets import DEVICES, LOSS_AGG_MODES, PRESETS, REWARD_STYLES, Config, get_preset
 from .tasks import ArithmeticTask, load_gsm8k, load_math, math_prompt
 
 
@@ -556,30 +562,46 @@ class Trainer:
 
     # -- metrics files and checkpoints ------------------------------------------------------------
     def _write_metrics(self, metrics: dict) -> None:
-        """Append ``metrics``; the first write of this process rewrites the files from ``history``,
-        so a fresh run never appends to an old one and a resumed run drops steps past its checkpoint."""
+        """Append ``metrics``. The first write of this process replaces ``config.json`` and the metrics
+        files atomically by the config and ``history``, so a fresh run never appends to an old one and a
+        resumed run drops the steps past its checkpoint (it recomputes them bit-identically)."""
         if self.out_dir is None:
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        rows, mode = ([metrics], "a") if self._files_synced else (self.history, "w")
         if not self._files_synced:
-            (self.out_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out_dir / "config.json", json.dumps(self.cfg.to_dict(), indent=2))
+            atomic_write_text(self.out_dir / "metrics.jsonl", _jsonl(self.history))
+            atomic_write_text(self.out_dir / "metrics.csv", _csv(self.history, header=True))
             self._files_synced = True
-        with open(self.out_dir / "metrics.jsonl", mode) as f:
-            f.writelines(json.dumps(m) + "\n" for m in rows)
-        with open(self.out_dir / "metrics.csv", mode, newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS, extrasaction="ignore")
-            if mode == "w":
-                writer.writeheader()
-            writer.writerows({k: ("" if m.get(k) is None else m[k]) for k in METRIC_FIELDS} for m in rows)
+            return
+        with open(self.out_dir / "metrics.jsonl", "a") as f:
+            f.write(_jsonl([metrics]))
+        with open(self.out_dir / "metrics.csv", "a", newline="") as f:
+            f.write(_csv([metrics], header=False))
+
+    @functools.cached_property
+    def inputs_sha256(self) -> str:
+        """Digest of what the policy is trained and tested on: the prompts' token ids and gold answers
+        (both splits), and the stop and pad ids. A resume must see the same one."""
+        sha = hashlib.sha256()
+        for split in ("train", "test"):
+            pset = self.prompts[split]
+            sha.update(np.array([len(ids) for ids in pset.ids], dtype=np.int64).tobytes())
+            sha.update(np.fromiter(itertools.chain.from_iterable(pset.ids), dtype=np.int64).tobytes())
+            sha.update(json.dumps(pset.answers).encode())
+        sha.update(json.dumps([self.stop_ids, self.tokenizer.pad_token_id]).encode())
+        return sha.hexdigest()
 
     def state_dict(self) -> dict:
-        """Everything needed to continue the run bit-identically."""
+        """Everything needed to continue the run bit-identically: tensors, Python primitives and numpy arrays
+        only, so :func:`reproduce.checkpoint.read_checkpoint` can load it without unpickling code."""
         return {
             "config": self.cfg.to_dict(),
             "step": self.step_count,
             "wall": self._wall,
             "history": self.history,
+            "device_type": self.device.type,
+            "inputs_sha256": self.inputs_sha256,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -595,39 +617,238 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self._schedule = iter(self.scheduler)
-        self.estimator.load_state_dict(state["estimator"])
+        """Restore :meth:`state_dict` output.
+
+        Every part is checked, and loaded into scratch objects, before the trainer is touched: a state that
+        is malformed, non-finite, from another device, from other prompts or from a run whose config differs
+        outside ``RESUME_OVERRIDES`` raises :class:`~reproduce.checkpoint.CheckpointError` and changes nothing.
+        """
+        _check_layout(state)
+        changed = _run_changes(_saved_config(state), self.cfg)
+        if changed:
+            raise CheckpointError(
+                "state is from a run with other settings: "
+                + ", ".join(f"{k} (state {a!r}, this trainer {b!r})" for k, (a, b) in changed.items())
+            )
+        if state["device_type"] != self.device.type:
+            raise CheckpointError(
+                f"state was saved on device type {state['device_type']!r}, this trainer runs on {self.device.type!r}; "
+                "its sampler state cannot continue there. Resume with --device "
+                f"{state['device_type']} (or auto on a machine that has it)."
+            )
+        if state["inputs_sha256"] != self.inputs_sha256:
+            raise CheckpointError(
+                "state is from a run with other prompts, answers or tokenizer (input digest differs): the data "
+                "file, its fields or the task changed. Resume with the run's own data."
+            )
+        _check_progress(state)
+        _check_tensors("model", state["model"], self.model.state_dict())
+        _check_optimizer_state(state["optimizer"], self.optimizer)
+        scheduler, estimator = copy.deepcopy(self.scheduler), self.cfg.make_estimator()
         rng = state["rng"]
+        parts = {
+            "scheduler": lambda: scheduler.load_state_dict(state["scheduler"]),
+            "estimator": lambda: estimator.load_state_dict(state["estimator"]),
+            "sampling RNG": lambda: torch.Generator(self.device).set_state(rng["sample"]),
+            "shuffle RNG": lambda: torch.Generator().set_state(rng["shuffle"]),
+            "torch RNG": lambda: torch.Generator().set_state(rng["torch"]),
+            "numpy RNG": lambda: np.random.RandomState().set_state(rng["numpy"]),
+            "python RNG": lambda: random.Random().setstate(rng["python"]),
+            "cuda RNG": lambda: _check_cuda_rng(rng["cuda"]),
+        }
+        for name, load in parts.items():
+            try:
+                load()
+            except (KeyError, IndexError, TypeError, ValueError, RuntimeError, OverflowError) as err:
+                raise CheckpointError(f"state refused: its {name} does not load ({err})") from err
+        # Everything is validated; the optimizer goes first as the one load that builds new state (atomically).
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.model.load_state_dict(state["model"])
+        self.scheduler, self.estimator = scheduler, estimator
+        self._schedule = iter(self.scheduler)
         self.sample_gen.set_state(rng["sample"])
         self.shuffle_gen.set_state(rng["shuffle"])
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+            for device, cuda_state in enumerate(rng["cuda"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(cuda_state, device)
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
-        self.step_count, self._wall, self.history = state["step"], state["wall"], list(state["history"])
+        self.step_count, self._wall, self.history = state["step"], float(state["wall"]), list(state["history"])
 
     def save_checkpoint(self, path) -> Path:
-        """Write ``state_dict()`` atomically to ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-        return path
+        """Write ``state_dict()`` to ``path`` atomically and durably, with a length and SHA-256 header
+        (:func:`reproduce.checkpoint.write_checkpoint`); a crash mid-write leaves the previous file.
+
+        Refuses (``FloatingPointError``) while the weights hold NaN or inf, so a diverged run never
+        replaces its last good checkpoint.
+        """
+        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise FloatingPointError(
+                f"model weights hold NaN or inf at step {self.step_count} ({bad[:3]}); not writing {path}, "
+                "so the last good checkpoint stays. Lower lr or grad_clip and resume from it."
+            )
+        return write_checkpoint(self.state_dict(), path)
 
     @classmethod
     def from_checkpoint(cls, path, out_dir=None, on_step=None, log=print, **overrides) -> Trainer:
-        """Rebuild the run saved at ``path`` (config from the file, ``overrides`` applied) and load its state."""
-        # Our own file: it holds numpy RNG state and estimator histories, so full unpickling is needed.
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        cfg = Config(**{**state["config"], **overrides})
+        """Rebuild the run saved at ``path`` and load its state.
+
+        The file is checked whole (length, SHA-256) and unpickled with ``weights_only``: no code in it runs
+        (:func:`reproduce.checkpoint.read_checkpoint`). ``overrides`` may change only the fields in
+        ``RESUME_OVERRIDES``; another field given a different value raises, because it would continue a
+        different run on this one's history. The trainer's config (and ``config.json``) is the saved one
+        with the overrides applied.
+        """
+        state = read_checkpoint(path)
+        _check_layout(state)
+        cfg = resume_config(_saved_config(state), overrides, state["step"])
         trainer = cls(cfg, out_dir=out_dir, on_step=on_step, log=log)
         trainer.load_state_dict(state)
         return trainer
+
+
+# ----------------------------------------------------------------------------- resume rules
+# Config fields a resume may change. None alters the trained path: ``steps`` moves the end of the run
+# (never before the checkpoint); ``eval_every`` and ``eval_batch_size`` change only what is measured
+# (greedy, no RNG); ``cache_dir`` only locates the warm start, which the saved weights replace; ``device``
+# may be spelled differently ("auto" or the device it resolves to), but the device type must match the
+# checkpoint's, since sampler states are device-specific; ``data_path`` may move, but the prompts' token
+# ids and answers must hash to the saved digest. Any other field must keep its saved value: a new lr, G,
+# estimator, seed or task_seed would continue a different run on this one's history. Start a new run.
+RESUME_OVERRIDES = ("steps", "eval_every", "eval_batch_size", "cache_dir", "device", "data_path")
+STATE_KEYS = ("config", "step", "wall", "history", "device_type", "inputs_sha256", "model", "optimizer", "scheduler",
+              "estimator", "rng")
+RNG_KEYS = ("sample", "shuffle", "torch", "cuda", "numpy", "python")
+
+
+def resume_config(saved: Config, overrides: dict, step: int = 0) -> Config:
+    """``saved`` with ``overrides`` applied, refusing any that would change the run (see ``RESUME_OVERRIDES``).
+
+    Examples
+    --------
+    >>> saved = get_preset("small", steps=10)
+    >>> resume_config(saved, {"steps": 20, "lr": saved.lr}).steps
+    20
+    >>> resume_config(saved, {"lr": 1e-3})
+    Traceback (most recent call last):
+    ...
+    ValueError: resume cannot change lr (saved 1e-05, asked 0.001): ...
+    """
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Config)})
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown}; see reproduce.presets.Config")
+    changed = {k: (getattr(saved, k), v) for k, v in overrides.items() if k not in RESUME_OVERRIDES
+               and v != getattr(saved, k)}
+    if changed:
+        raise ValueError(
+            "resume cannot change " + ", ".join(f"{k} (saved {a!r}, asked {b!r})" for k, (a, b) in changed.items())
+            + ": it would continue a different run on this one's history. A resume may change only "
+            + ", ".join(RESUME_OVERRIDES) + " (and the CLI's --threads, --save-every, --out); "
+            "start a new run (a fresh --out) for anything else."
+        )
+    cfg = dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in RESUME_OVERRIDES})
+    if cfg.steps < step:
+        raise ValueError(f"steps={cfg.steps} ends before the checkpoint's step {step}; pass steps >= {step}")
+    return cfg
+
+
+def _run_changes(a: Config, b: Config) -> dict:
+    """Fields outside ``RESUME_OVERRIDES`` where ``a`` and ``b`` differ: ``{name: (a's, b's)}``."""
+    da, db = a.to_dict(), b.to_dict()
+    return {k: (da[k], db[k]) for k in da if k not in RESUME_OVERRIDES and da[k] != db[k]}
+
+
+def _check_layout(state) -> None:
+    if not isinstance(state, dict):
+        raise CheckpointError(f"state must be a dict (Trainer.state_dict output), got {type(state).__name__}")
+    missing = [k for k in STATE_KEYS if k not in state]
+    rng = state.get("rng")
+    missing += [f"rng.{k}" for k in RNG_KEYS if isinstance(rng, dict) and k not in rng]
+    if missing or not isinstance(rng, dict):
+        raise CheckpointError(
+            f"state lacks {missing or ['rng (a dict)']}: not a checkpoint of this trainer version"
+        )
+
+
+def _check_progress(state) -> None:
+    """Step count, wall time and one metrics row per step must agree."""
+    step, history, wall = state["step"], state["history"], state["wall"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"state step must be an int >= 0, got {step!r}")
+    steps = [m.get("step") if isinstance(m, dict) else None for m in history] if isinstance(history, list) else None
+    if steps != list(range(1, step + 1)):
+        raise CheckpointError(f"state history must hold one metrics dict per step 1..{step}")
+    if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not 0 <= wall < math.inf:
+        raise CheckpointError(f"state wall time must be a finite number >= 0, got {wall!r}")
+
+
+def _saved_config(state) -> Config:
+    try:
+        return Config(**state["config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"the saved config is not valid for this version of the code: {err}") from err
+
+
+def _check_tensors(part: str, got, expected: dict) -> None:
+    """``got`` must hold exactly ``expected``'s keys, with the same shapes and dtypes, and finite floats."""
+    if not isinstance(got, dict):
+        raise CheckpointError(f"state {part} must be a dict of tensors, got {type(got).__name__}")
+    if got.keys() != expected.keys():
+        diff = sorted(set(got) ^ set(expected), key=str)[:5]
+        raise CheckpointError(f"state {part} does not fit this run: keys differ (e.g. {diff})")
+    for key, ref in expected.items():
+        t = got[key]
+        if not isinstance(t, torch.Tensor) or t.shape != ref.shape or t.dtype != ref.dtype:
+            what = f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise CheckpointError(f"state {part}[{key!r}] is {what}, this run needs {tuple(ref.shape)} {ref.dtype}")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"state {part}[{key!r}] holds NaN or inf; resuming would sample from NaN probabilities")
+
+
+def _check_optimizer_state(saved, optimizer) -> None:
+    """Saved optimizer state must map onto this optimizer's parameters with their shapes, all finite
+    (``Optimizer.load_state_dict`` checks only the group sizes)."""
+    try:
+        groups = saved["param_groups"]
+        sizes = [len(g["params"]) for g in groups]
+        if sizes != [len(g["params"]) for g in optimizer.param_groups]:
+            raise CheckpointError(f"state optimizer has parameter groups of sizes {sizes}, this run's differ")
+        params = {i: p for g, mine in zip(groups, optimizer.param_groups) for i, p in zip(g["params"], mine["params"])}
+        for i, per_param in saved["state"].items():
+            if i not in params:
+                raise CheckpointError(f"state optimizer holds state for unknown parameter {i!r}")
+            for name, value in per_param.items():
+                if not isinstance(value, torch.Tensor):
+                    continue
+                if value.dim() and value.shape != params[i].shape:
+                    raise CheckpointError(f"state optimizer {name} of parameter {i} has shape {tuple(value.shape)}, "
+                                          f"the parameter {tuple(params[i].shape)}")
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    raise CheckpointError(f"state optimizer {name} of parameter {i} holds NaN or inf")
+    except (KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"state optimizer is malformed ({err!r})") from err
+
+
+def _check_cuda_rng(states) -> None:
+    if states is not None and not (
+        isinstance(states, list) and all(isinstance(s, torch.Tensor) and s.dtype == torch.uint8 for s in states)
+    ):
+        raise TypeError("expected None or a list of uint8 tensors")
+
+
+def _jsonl(rows) -> str:
+    return "".join(json.dumps(m) + "\n" for m in rows)
+
+
+def _csv(rows, header: bool) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, extrasaction="ignore")
+    if header:
+        writer.writeheader()
+    writer.writerows({k: ("" if m.get(k) is None else m[k]) for k in METRIC_FIELDS} for m in rows)
+    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -651,9 +872,14 @@ def _to_numpy(x):
 
 
 # ----------------------------------------------------------------------------- CLI
+RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "metrics.csv", "config.json")
+
+
 def parse_args(argv=None):
+    from .report import int_at_least
+
     p = argparse.ArgumentParser(prog="python -m reproduce.trainer", description="One plain RL training run.")
-    p.add_argument("--preset", default="small", choices=["small", "paper"])
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="small (default) or paper")
     p.add_argument("--estimator", default=None, help="registry name: kae, grpo, drgrpo, rloo, reinforce, ...")
     p.add_argument("--bandwidth", type=float, default=None, help="kernel bandwidth h (KAE-type estimators)")
     p.add_argument("--kernel", default=None, help="kernel name (KAE-type estimators)")
@@ -670,13 +896,17 @@ def parse_args(argv=None):
     p.add_argument("--data-path", default=None, help="paper preset: GSM8K directory (default ../shared/data/gsm8k); "
                    "with --set dataset=math the training set (.jsonl, directory with train.jsonl, or hf:<name>)")
     p.add_argument("--no-chat-template", action="store_true")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default=None, choices=list(DEVICES), help="auto (default), cpu or cuda")
     # 1 by default: see reproduce.report.entry_parser (oversubscribed threads were 20-50x slower on a shared box).
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=int_at_least(1), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--out", default=None, help="output directory for metrics and checkpoints")
-    p.add_argument("--save-every", type=int, default=0)
-    p.add_argument("--resume", default=None, help="checkpoint.pt to continue from")
+    p.add_argument("--out", default=None, help="output directory for metrics and checkpoints; must not hold "
+                   "another run's files unless --overwrite (a resume defaults to its checkpoint's folder)")
+    p.add_argument("--overwrite", action="store_true", help="let this run replace the run files already in --out")
+    p.add_argument("--save-every", type=int_at_least(0), default=0, help="checkpoint every N steps (0: at the end only)")
+    p.add_argument("--resume", default=None, help="checkpoint.pt to continue from (it is verified and loaded "
+                   "without running code). Flags may change only " + ", ".join(RESUME_OVERRIDES)
+                   + ", --threads, --save-every and --out; other flags must match the saved run")
     p.add_argument(
         "--set",
         action="append",
@@ -687,8 +917,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def config_from_args(args) -> Config:
-    """The validated config for parsed CLI ``args``: preset, then named flags, then ``--set`` pairs."""
+def cli_overrides(args) -> dict:
+    """The Config fields the parsed CLI ``args`` set explicitly: named flags, then ``--set`` pairs."""
+    from .report import parse_sets
+
     flags = (
         "estimator",
         "G",
@@ -711,30 +943,63 @@ def config_from_args(args) -> Config:
     kwargs = {key: getattr(args, key) for key in ("bandwidth", "kernel") if getattr(args, key) is not None}
     if kwargs:
         overrides["estimator_kwargs"] = kwargs
-    for item in args.set:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
+    return {**overrides, **parse_sets(args.set)}
+
+
+def config_from_args(args) -> Config:
+    """The validated config for parsed CLI ``args``: preset, then named flags, then ``--set`` pairs."""
+    return get_preset(args.preset or "small", **cli_overrides(args))
+
+
+@contextlib.contextmanager
+def claim_out_dir(out: Path, overwrite: bool = False, resume: Path | None = None):
+    """Hold ``out`` for one run; yield the old run files that ``overwrite`` replaces.
+
+    ``out`` is created if needed and locked (``out/.lock``) for the ``with`` block, so a second run
+    writing there at the same time is refused. It may hold none of ``RUN_FILES``, or be the folder of
+    the checkpoint being resumed; another run's folder is refused unless ``overwrite``, because this
+    run would truncate its metrics and replace its checkpoint.
+    """
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as held:
         try:
-            overrides[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key] = raw  # bare strings, e.g. --set arch=gpt2
-    return get_preset(args.preset, **overrides)
+            held.enter_context(file_lock(out / ".lock", wait=False))
+        except BlockingIOError:
+            raise FileExistsError(f"another run is writing to --out {out} (it holds {out / '.lock'})") from None
+        continuing = resume is not None and out.resolve() == resume.resolve().parent
+        found = [] if continuing else [out / name for name in RUN_FILES if (out / name).exists()]
+        if found and not overwrite:
+            raise FileExistsError(
+                f"--out {out} already holds a run ({', '.join(p.name for p in found)}); this run would truncate "
+                "its metrics and replace its checkpoint. Pass --overwrite to replace it, choose a fresh --out, "
+                f"or continue it with --resume {out / 'checkpoint.pt'}"
+            )
+        yield found
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    out = Path(args.out) if args.out else None
-    if args.resume:
-        extra = {"steps": args.steps} if args.steps is not None else {}
-        trainer = Trainer.from_checkpoint(args.resume, out_dir=out, device=args.device, **extra)
-    else:
-        trainer = Trainer(config_from_args(args), out_dir=out)
-    history = trainer.train(save_every=args.save_every)
-    acc = trainer.evaluate("test")
-    if out is not None:
-        trainer.save_checkpoint(out / "checkpoint.pt")
+    resume = Path(args.resume) if args.resume else None
+    out = Path(args.out) if args.out else (resume.parent if resume is not None else None)
+    if resume is None:
+        cfg = config_from_args(args)  # bad flags fail before --out is touched
+        if out is None and args.save_every:
+            raise ValueError("--save-every needs --out (the folder the checkpoints go to)")
+    with claim_out_dir(out, args.overwrite, resume) if out is not None else contextlib.nullcontext([]) as replaced:
+        if resume is not None:
+            overrides = {**cli_overrides(args), **({"preset": args.preset} if args.preset else {})}
+            trainer = Trainer.from_checkpoint(resume, out_dir=out, **overrides)
+        else:
+            trainer = Trainer(cfg, out_dir=out)
+        for path in replaced:  # only once the new run is built: a refused start leaves the old run whole
+            path.unlink(missing_ok=True)
+        history = trainer.train(save_every=args.save_every)
+        acc = trainer.evaluate("test")
+        if out is not None:
+            trainer.save_checkpoint(out / "checkpoint.pt")
     last = history[-1] if history else {}
     print(
         json.dumps(

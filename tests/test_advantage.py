@@ -38,7 +38,12 @@ def random_run(rng, steps, n_keys=10, str_keys=False, g_choices=(1, 2, 3, 4, 6),
     return run
 
 
-def brute_kae(history, keys, z, step, h, kernel, global_mean):
+def scaled(step, past, h, window):
+    """The paper's scaled distance: (i - I_j)/(i h) (relative window) or (i - I_j)/h (absolute)."""
+    return (step - past) / (step * h) if window == "relative" else (step - past) / h
+
+
+def brute_kae(history, keys, z, step, h, kernel, global_mean, window="relative"):
     """The paper's formula, one response at a time, over an unbounded history list."""
     K, k0 = KERNELS[kernel]
     out = np.empty(len(keys))
@@ -46,7 +51,7 @@ def brute_kae(history, keys, z, step, h, kernel, global_mean):
         num = den = 0.0
         for hk, hs, hz in history:
             if hk == key:
-                w = K((step - hs) / (step * h))
+                w = K(scaled(step, hs, h, window))
                 num += w * hz
                 den += w
         for j, other in enumerate(keys):
@@ -57,13 +62,14 @@ def brute_kae(history, keys, z, step, h, kernel, global_mean):
     return out
 
 
-def brute_kae_ll(history, keys, z, step, h, kernel, global_mean):
+def brute_kae_ll(history, keys, z, step, h, kernel, global_mean, window="relative"):
     """Local-linear version by weighted least squares on the explicit design."""
     K, k0 = KERNELS[kernel]
-    nw = brute_kae(history, keys, z, step, h, kernel, global_mean)
+    nw = brute_kae(history, keys, z, step, h, kernel, global_mean, window)
     out = nw.copy()
     for g, key in enumerate(keys):
-        pts = [((hs - step) / (step * h), hz, K((step - hs) / (step * h))) for hk, hs, hz in history if hk == key]
+        u = lambda hs: scaled(step, hs, h, window)  # noqa: E731
+        pts = [(-u(hs), hz, K(u(hs))) for hk, hs, hz in history if hk == key]
         pts += [(0.0, z[j], k0) for j, other in enumerate(keys) if j != g and other == key]
         pts = [p for p in pts if p[2] > 0]
         if len({p[0] for p in pts}) < 2:
@@ -102,39 +108,46 @@ def drive(est, run, values=None):
 
 # ----------------------------------------------------------------------------- KAE exactness
 @pytest.mark.parametrize(
-    "kernel,h,str_keys,p_single",
+    "kernel,h,str_keys,p_single,window",
     [
-        ("triangular", 0.2, False, 0.0),
-        ("triangular", 0.5, True, 0.5),
-        ("epanechnikov", 0.3, False, 0.3),
-        ("uniform", 0.25, True, 0.2),
-        ("exponential", 0.1, False, 0.4),
-        ("gaussian", 0.4, True, 0.0),
+        ("triangular", 0.2, False, 0.0, "relative"),
+        ("triangular", 0.5, True, 0.5, "relative"),
+        ("epanechnikov", 0.3, False, 0.3, "relative"),
+        ("uniform", 0.25, True, 0.2, "relative"),
+        ("exponential", 0.1, False, 0.4, "relative"),
+        ("gaussian", 0.4, True, 0.0, "relative"),
+        # absolute windows, in steps; gaussian h=0.8 and exponential h=0.15 drop records after ~31 / ~112 steps
+        ("triangular", 10.0, False, 0.3, "absolute"),
+        ("epanechnikov", 4.5, True, 0.0, "absolute"),
+        ("uniform", 6.0, False, 0.5, "absolute"),
+        ("gaussian", 0.8, True, 0.2, "absolute"),
+        ("exponential", 0.15, False, 0.4, "absolute"),
     ],
 )
-def test_kae_matches_brute_force(kernel, h, str_keys, p_single, rng):
+def test_kae_matches_brute_force(kernel, h, str_keys, p_single, window, rng):
     run = random_run(rng, 70, str_keys=str_keys, p_single=p_single)
-    est = get_estimator("kae", bandwidth=h, kernel=kernel, max_per_prompt=None)
+    est = get_estimator("kae", bandwidth=h, kernel=kernel, max_per_prompt=None, window=window)
 
     def ref(history, keys, z, step, gm):
-        base = brute_kae(history, keys, z, step, h, kernel, gm)
+        base = brute_kae(history, keys, z, step, h, kernel, gm, window)
         return z - base, base
 
     # values are averages of rewards in [0, 1]: 1e-12 absolute is ~1e4 ulps of slack
     check_against_brute(est, run, ref, atol=1e-12)
 
 
-def test_kae_scale_std_matches_brute_force(rng):
+@pytest.mark.parametrize("window,h", [("relative", 0.4), ("absolute", 12.0)])
+def test_kae_scale_std_matches_brute_force(window, h, rng):
     # sigma^2 of a prompt: kernel-weighted variance over its history and its whole current group
     run = random_run(rng, 40, p_single=0.3)
-    est = get_estimator("kae", bandwidth=0.4, scale_std=True, eps=1e-3, max_per_prompt=None)
+    est = get_estimator("kae", bandwidth=h, scale_std=True, eps=1e-3, max_per_prompt=None, window=window)
     K, k0 = KERNELS["triangular"]
 
     def ref(history, keys, z, step, gm):
-        base = brute_kae(history, keys, z, step, 0.4, "triangular", gm)
+        base = brute_kae(history, keys, z, step, h, "triangular", gm, window)
         adv = np.empty(len(keys))
         for g, key in enumerate(keys):
-            w = [K((step - hs) / (step * 0.4)) for hk, hs, hz in history if hk == key] + [k0] * keys.count(key)
+            w = [K(scaled(step, hs, h, window)) for hk, hs, hz in history if hk == key] + [k0] * keys.count(key)
             y = [hz for hk, hs, hz in history if hk == key] + [z[j] for j, k in enumerate(keys) if k == key]
             w, y = np.array(w), np.array(y)
             m = (w * y).sum() / w.sum()
@@ -156,18 +169,39 @@ def test_kae_single_stream_uses_history_only_and_falls_back_to_global_mean():
     np.testing.assert_allclose(res.baselines, [0.5, 0.5, 0.0])
 
 
-@pytest.mark.parametrize("kernel,h", [("triangular", 0.3), ("exponential", 0.2), ("epanechnikov", 0.6)])
-def test_kae_ll_matches_weighted_least_squares(kernel, h, rng):
+@pytest.mark.parametrize(
+    "kernel,h,window",
+    [("triangular", 0.3, "relative"), ("exponential", 0.2, "relative"), ("epanechnikov", 0.6, "relative"),
+     ("triangular", 8.0, "absolute"), ("exponential", 3.0, "absolute")],
+)  # fmt: skip
+def test_kae_ll_matches_weighted_least_squares(kernel, h, window, rng):
     run = random_run(rng, 50, p_single=0.3)
-    est = get_estimator("kae_ll", bandwidth=h, kernel=kernel, max_per_prompt=None)
+    est = get_estimator("kae_ll", bandwidth=h, kernel=kernel, max_per_prompt=None, window=window)
 
     def ref(history, keys, z, step, gm):
-        base = brute_kae_ll(history, keys, z, step, h, kernel, gm)
+        base = brute_kae_ll(history, keys, z, step, h, kernel, gm, window)
         return z - base, base
 
     # lstsq (SVD) vs the closed-form 2x2 solve: d in [-1, 0] keeps the systems well conditioned here,
     # but the closed form's det = S0 S2 - S1^2 cancels a few digits: 1e-9 rather than 1e-12
     check_against_brute(est, run, ref, atol=1e-9)
+
+
+def test_window_reading_is_an_option_recorded_in_params_and_state():
+    rel, ab = get_estimator("kae"), get_estimator("kae", window="absolute")
+    assert (rel.bandwidth, rel.window) == (0.2, "relative") and (ab.bandwidth, ab.window) == (10.0, "absolute")
+    assert ab.state_dict()["params"]["window"] == "absolute" and rel.state_dict()["params"]["window"] == "relative"
+    assert np.allclose(get_estimator("kae_cv", window="absolute").grid, np.geomspace(2, 50, 9))
+    # A window of 10 steps at step 100 is the relative window h = 0.1 there, and only there.
+    a, r = get_estimator("kae", bandwidth=10.0, window="absolute"), get_estimator("kae", bandwidth=0.1)
+    for step in (60, 95):
+        for e in (a, r):
+            e.update([0, 0], np.array([1.0, 0.0]) if step == 60 else np.array([1.0, 1.0]), step)
+    z = np.array([0.0, 0.0])
+    # step 100: absolute K(5/10) = 0.5 on step 95 only; relative K(5/10) = 0.5 and K(40/10) = 0 -- the same
+    np.testing.assert_array_equal(a.compute([0, 0], z, 100).baselines, r.compute([0, 0], z, 100).baselines)
+    with pytest.raises(ValueError, match="window"):
+        rel.load_state_dict(ab.state_dict())
 
 
 def test_kae_ll_removes_linear_drift_bias():
@@ -238,10 +272,10 @@ def test_kae_shrink_helps_thin_windows_and_fades_with_rich_ones():
     assert 0.75 * rich["kae"] < rich["kae_shrink"] < rich["kae"]
 
 
-def test_kae_cv_scores_equal_separate_kae_runs_and_picks_sensible_h(rng):
-    grid = [0.05, 0.1, 0.2, 0.4]
-    cv = get_estimator("kae_cv", bandwidth=0.2, grid=grid, refit_every=5, cv_decay=0.9)
-    fixed = [get_estimator("kae", bandwidth=h, max_per_prompt=None) for h in grid]
+@pytest.mark.parametrize("window,grid", [("relative", [0.05, 0.1, 0.2, 0.4]), ("absolute", [3.0, 6.0, 12.0, 24.0])])
+def test_kae_cv_scores_equal_separate_kae_runs_and_picks_sensible_h(window, grid, rng):
+    cv = get_estimator("kae_cv", bandwidth=grid[2], grid=grid, refit_every=5, cv_decay=0.9, window=window)
+    fixed = [get_estimator("kae", bandwidth=h, max_per_prompt=None, window=window) for h in grid]
     scores, counts = np.zeros(4), 0.0
     for step in range(1, 121):
         keys = np.repeat([0, 1, 2], 3)
@@ -258,23 +292,23 @@ def test_kae_cv_scores_equal_separate_kae_runs_and_picks_sensible_h(rng):
         counts = 0.9 * counts + keys.size
         np.testing.assert_allclose(cv.cv_scores_, scores, rtol=1e-10)
     np.testing.assert_allclose(cv.cv_counts_, counts, rtol=1e-12)
-    assert cv.bandwidth == 0.05  # fast drift -> the smallest window
-    stat = get_estimator("kae_cv", grid=grid, refit_every=5)
+    assert cv.bandwidth == grid[0]  # fast drift -> the smallest window
+    stat = get_estimator("kae_cv", grid=grid, refit_every=5, window=window)
     for step in range(1, 121):
         keys = np.repeat([0, 1, 2], 3)
         z = (rng.random(keys.size) < np.array([0.2, 0.5, 0.8])[keys]).astype(float)
         stat.compute(keys, z, step)
         stat.update(keys, z, step)
-    assert stat.bandwidth == 0.4  # stationary -> the widest window (least variance)
+    assert stat.bandwidth == grid[-1]  # stationary -> the widest window (least variance)
 
 
-def brute_shrink(history, keys, z, step, h, kernel, global_mean):
+def brute_shrink(history, keys, z, step, h, kernel, global_mean, window="relative"):
     K, k0 = KERNELS[kernel]
-    nw = brute_kae(history, keys, z, step, h, kernel, global_mean)
+    nw = brute_kae(history, keys, z, step, h, kernel, global_mean, window)
     uniq = sorted(set(keys))
     stats = {}
     for key in uniq:
-        w = [K((step - hs) / (step * h)) for hk, hs, hz in history if hk == key]
+        w = [K(scaled(step, hs, h, window)) for hk, hs, hz in history if hk == key]
         y = [hz for hk, hs, hz in history if hk == key]
         w += [k0 for k in keys if k == key]
         y += [z[j] for j, k in enumerate(keys) if k == key]
@@ -294,7 +328,7 @@ def brute_shrink(history, keys, z, step, h, kernel, global_mean):
         i = uniq.index(key)
         center = (mus.sum() - mus[i]) / (p - 1)
         # variance of response g's own leave-one-out estimate: history plus the G - 1 others
-        w = [K((step - hs) / (step * h)) for hk, hs, hz in history if hk == key]
+        w = [K(scaled(step, hs, h, window)) for hk, hs, hz in history if hk == key]
         w = np.array(w + [k0] * (keys.count(key) - 1))
         t = sigma2 * (w * w).sum() / w.sum() ** 2
         B = t / (t + tau2) if t + tau2 > 0 else 0.0
@@ -302,12 +336,13 @@ def brute_shrink(history, keys, z, step, h, kernel, global_mean):
     return out
 
 
-def test_kae_shrink_matches_brute_force(rng):
+@pytest.mark.parametrize("window,h", [("relative", 0.3), ("absolute", 9.0)])
+def test_kae_shrink_matches_brute_force(window, h, rng):
     run = random_run(rng, 40, g_choices=(2, 3, 4), n_keys=8)
-    est = get_estimator("kae_shrink", bandwidth=0.3, max_per_prompt=None)
+    est = get_estimator("kae_shrink", bandwidth=h, max_per_prompt=None, window=window)
 
     def ref(history, keys, z, step, gm):
-        base = brute_shrink(history, keys, z, step, 0.3, "triangular", gm)
+        base = brute_shrink(history, keys, z, step, h, "triangular", gm, window)
         return z - base, base
 
     check_against_brute(est, run, ref, atol=1e-12)

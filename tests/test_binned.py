@@ -132,7 +132,8 @@ def test_error_shrinks_fourfold_when_grid_spacing_halves(rng, kernel, degree):
     # Noise-free smooth data so the O((delta/h)^2) term dominates; many random
     # evaluation points so the max over cells of t(1 - t) is ~1/4 at every M
     # (a fixed evaluation set would sample different t per grid and blur the ratio).
-    x = rng.uniform(0.0, 1.0, 3000)
+    # Data at 0 and 1 pin the grid to [0, 1] for every M.
+    x = np.concatenate([[0.0, 1.0], rng.uniform(0.0, 1.0, 3000)])
     y = np.sin(2 * np.pi * x)
     x_eval = np.concatenate([[0.0, 1.0], rng.uniform(0.0, 1.0, 600)])
     h = 0.08
@@ -307,12 +308,25 @@ def test_no_data_in_support_gives_nan_and_warning(data):
     assert np.isfinite(fit[0]) and np.isnan(fit[1])
 
 
-def test_outside_binned_grid_is_nan_with_warning(data):
+def test_points_the_grid_cannot_serve_are_computed_exactly(data):
     x, y = data
     bd = linear_binning(x, y)
+    x_eval = np.array([0.5, -1.0, x.max() + 0.3])
+    # Outside the grid with an unbounded kernel: the exact fit exists (tiny
+    # but positive weights), so the binned path returns it too.
+    fit = binned_smooth(bd, None, x_eval, 0.05, kernel="gaussian")
+    exact = smooth(x, y, x_eval[1:], 0.05, "gaussian")
+    assert np.isfinite(fit).all()
+    np.testing.assert_allclose(fit[1:], exact, rtol=1e-12)
+    # ... and with a compact kernel neither path has data there: NaN on both.
+    with pytest.warns(RuntimeWarning, match="no \\(or too few\\) training points"):
+        fit = binned_smooth(bd, None, x_eval, 0.05, kernel="epanechnikov")
+    assert np.isfinite(fit[0]) and np.isnan(fit[1:]).all()
+    # A far evaluation point no longer stretches the grid of the others.
+    near = binned_smooth(x, y, np.array([0.5]), 0.05)
     with pytest.warns(RuntimeWarning):
-        fit = binned_smooth(bd, None, np.array([0.5, -1.0]), 0.05, kernel="gaussian")
-    assert np.isfinite(fit[0]) and np.isnan(fit[1])
+        both = binned_smooth(x, y, np.array([0.5, 1e6]), 0.05)
+    assert both[0] == near[0]
 
 
 def test_local_linear_all_x_equal_is_undefined_nw_is_the_mean(rng):

@@ -356,3 +356,85 @@ def test_demo_runs_and_saves_figure(tmp_path, capsys):
         # sigma2 near 0.09 (sd ~ 0.09 * sqrt(2 / 290) = 0.0075, plus bias): 0.03.
         assert r["sigma2"] == pytest.approx(SIGMA**2, abs=0.03)
         assert r["test_mse"] < 0.02  # ~ sigma^2 df / n ~ 0.003 at this n
+
+
+# ------------------------------------------------ hostile inputs (issue 11)
+
+
+@pytest.mark.parametrize("bandwidth", [None, True, False, np.True_])
+def test_bandwidth_none_or_bool_is_rejected_by_name(data, bandwidth):
+    with pytest.raises(ValueError, match=f"bandwidth={bandwidth!r} is invalid"):
+        KernelValueEstimator(bandwidth=bandwidth).fit(*data)
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e160])
+def test_overflowing_y_names_y_and_the_fix(data, scale):
+    X, y = data
+    with pytest.raises(ValueError, match="y is too large for float64.*Rescale y"):
+        KernelValueEstimator(bandwidth=0.2).fit(X, y * scale)
+
+
+def test_overflowing_weights_name_sample_weight(data):
+    X, y = data
+    with pytest.raises(ValueError, match="sample_weight is too large.*divide them by their mean"):
+        KernelValueEstimator(bandwidth=0.2).fit(X, y, sample_weight=np.full(30, 1e307))
+    # Large but harmless weights are fine: only their ratios matter.
+    a = KernelValueEstimator(bandwidth=0.2).fit(X, y, sample_weight=np.full(30, 1e100))
+    b = KernelValueEstimator(bandwidth=0.2).fit(X, y)
+    np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-12)
+
+
+def test_half_precision_torch_input_is_fitted_in_float32(data):
+    torch = pytest.importorskip("torch")
+    X, y = data
+    for dtype in (torch.bfloat16, torch.float16):
+        Xh, yh = torch.asarray(X, dtype=dtype), torch.asarray(y, dtype=dtype)
+        est = KernelValueEstimator(bandwidth=0.2).fit(Xh, yh)
+        pred = est.predict(Xh)
+        assert est.X_fit_.dtype == torch.float32 and pred.dtype == torch.float32
+        ref = KernelValueEstimator(bandwidth=0.2).fit(Xh.float(), yh.float()).predict(Xh.float())
+        assert torch.equal(pred, ref)
+
+
+def test_far_outlier_in_x_does_not_flatten_the_fit(rng):
+    X, y, _ = _sine(rng, n=300)
+    Xo, yo = np.vstack([X, [[1000.0]]]), np.append(y, 0.0)
+    clean = KernelValueEstimator(degree=1).fit(X, y)
+    # The fit at the outlier itself has no data within reach: warned, NaN.
+    with pytest.warns(UserWarning, match=r"1 row\(s\) of X lie far outside.*X\[300\] = \[1000\.\]"), \
+            pytest.warns(RuntimeWarning, match="1 training point"):
+        est = KernelValueEstimator(degree=1).fit(Xo, yo)
+    # The outlier is left out of the criterion and the grid, so the search
+    # finds the bulk's bandwidth instead of one wide enough to reach it.
+    assert est.bandwidth_ == pytest.approx(clean.bandwidth_, rel=1e-6)
+    assert est.bandwidth_ < 0.2 and not est.bandwidth_at_edge_
+
+
+def test_gaussian_far_point_is_consistent_across_paths(rng):
+    X, y, _ = _sine(rng, n=6000)
+    # Inside the data, 16 and 20 bandwidths out (h = 0.05), and 70 out, where
+    # exp(-u^2/2) underflows to 0 for every training point.
+    far = np.array([[0.5], [1.8], [-1.0], [-2.5]])
+    exact = KernelValueEstimator(kernel="gaussian", bandwidth=0.05, binned=False).fit(X, y)
+    binned = KernelValueEstimator(kernel="gaussian", bandwidth=0.05, binned=True).fit(X, y)
+    assert exact.algorithm_ == "direct" and binned.algorithm_ == "binned"
+    with pytest.warns(RuntimeWarning, match="1 evaluation point"):
+        pe = exact.predict(far)
+    with pytest.warns(RuntimeWarning, match="1 evaluation point"):
+        pb = binned.predict(far)
+    assert np.isfinite(pe[:3]).all() and np.isnan(pe[3]) and np.isfinite(pb[:3]).all() and np.isnan(pb[3])
+    # Outside the data the binned path evaluates exactly; inside, binning error.
+    np.testing.assert_allclose(pb[1:3], pe[1:3], rtol=1e-12)
+    assert pb[0] == pytest.approx(pe[0], abs=1e-3)
+
+
+def test_algorithm_param_and_attribute(rng):
+    X, y, _ = _sine(rng, n=600)
+    fast = KernelValueEstimator(kernel="tricube", degree=1, bandwidth=0.1).fit(X, y)
+    direct = KernelValueEstimator(kernel="tricube", degree=1, bandwidth=0.1, algorithm="direct").fit(X, y)
+    gauss = KernelValueEstimator(kernel="gaussian", bandwidth=0.1).fit(X, y)
+    assert (fast.algorithm_, direct.algorithm_, gauss.algorithm_) == ("fastsum", "direct", "direct")
+    np.testing.assert_allclose(fast.predict(X), direct.predict(X), rtol=1e-9, atol=1e-9)
+    assert fast.sigma2_ == pytest.approx(direct.sigma2_, rel=1e-9)
+    with pytest.raises(ValueError, match="algorithm='fast' is invalid"):
+        KernelValueEstimator(algorithm="fast").fit(X, y)

@@ -3,6 +3,7 @@
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from reproduce.evaluate import (  # noqa: E402
     resolve_data_dir,
 )
 from reproduce.models import build_tiny_lm  # noqa: E402
+from reproduce.rewards import Grade  # noqa: E402
 from reproduce.tokenizer import char_tokenizer  # noqa: E402
 
 DATA = resolve_data_dir()
@@ -100,6 +102,54 @@ def test_load_from_path_env_and_other_fields(tmp_path, monkeypatch):
         load_benchmark(str(tmp_path / "nope.jsonl"))
     with pytest.raises(ValueError, match="limit"):
         load_benchmark("aime24", limit=0)
+
+
+def _write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return str(path)
+
+
+ROW = json.dumps({"problem": "1+1?", "answer": "2"})
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("syntax.jsonl", ROW + "\n" + ROW + "\n{\"problem\": \"x\", \"answer\": }\n", r"syntax.jsonl:3:.*invalid JSON"),
+    ("syntax.json", "[\n" + ROW + ",\n" + ROW + "\n", r"syntax.json:4:1: invalid JSON \(Expecting"),
+    ("bare.jsonl", ROW + "\n5\n", r"bare.jsonl:2: expected a JSON object .*got int 5"),
+    ("list.json", "[" + ROW + ", [1, 2]]", r"list.json row 2: expected a JSON object .*got list"),
+    ("latin1.jsonl", ROW.replace("1+1", "caf\u00e9").encode("latin-1"), r"latin1.jsonl: not UTF-8 text \(byte 16"),
+    ("none.jsonl", json.dumps({"problem": "p", "answer": None}), r"none.jsonl:1: the row has none of the answer"),
+    ("empty.jsonl", json.dumps({"problem": "p", "answer": " "}), r"empty.jsonl:1: bad gold answer: it is empty"),
+    ("open.jsonl", json.dumps({"problem": "p", "solution": "so \\boxed{\\frac{1}{2}"}), r"open.jsonl:1: .*not closed"),
+    ("box.jsonl", json.dumps({"problem": "p", "answer": "\\boxed{}"}), r"box.jsonl:1: bad gold answer: it is empty"),
+    ("nan.jsonl", '{"problem": "p", "answer": NaN}', r"nan.jsonl:1: bad gold answer: .*finite number, got float nan"),
+    ("bool.jsonl", '{"problem": "p", "answer": true}', r"bool.jsonl:1: .*got bool True"),
+    ("problem.jsonl", '{"problem": 7, "answer": "7"}', r"problem.jsonl:1: the problem must be a non-empty string"),
+    ("huge.jsonl", '{"problem": "p", "answer": ' + "9" * 5000 + "}", r"huge.jsonl:1: invalid JSON \(Exceeds the limit"),
+    ("long.jsonl", json.dumps({"problem": "p", "answer": "9" * 5000}), r"long.jsonl:1: .*5000 characters long"),
+])
+def test_malformed_benchmark_files_name_the_file_and_line(tmp_path, name, content, message):
+    with pytest.raises((KeyError, ValueError), match=message):  # KeyError: a field name to pass
+        load_benchmark(_write(tmp_path / name, content))
+
+
+def test_all_bad_rows_are_reported_at_once_and_a_bom_is_fine(tmp_path):
+    rows = [ROW] + [json.dumps({"problem": f"p{i}", "answer": ""}) for i in range(7)]
+    with pytest.raises(ValueError, match=r"7 bad row\(s\); fix or drop them \(and 2 more\):\n  .*many.jsonl:2:"):
+        load_benchmark(_write(tmp_path / "many.jsonl", "\n".join(rows)))
+    b = load_benchmark(_write(tmp_path / "bom.jsonl", "\n".join([ROW, ROW]), encoding="utf-8-sig"))
+    assert b.problems == ["1+1?", "1+1?"] and b.answers == ["2", "2"]
+    b = load_benchmark(_write(tmp_path / "bom.json", "[" + ROW + "]", encoding="utf-8-sig"), limit=1)
+    assert b.answers == ["2"]
+
+
+def test_benchmark_objects_have_their_gold_checked_before_generation(tiny, monkeypatch):
+    model, tok = tiny
+    monkeypatch.setattr(E, "generate_completions", lambda *a, **kw: pytest.fail("generated before checking"))
+    for answers, message in [([None], "problem 1: bad gold answer"), (["so \\boxed{1"], "not closed"),
+                             ([], "as many answers as problems")]:
+        with pytest.raises(ValueError, match=message):
+            evaluate(model, tok, [Benchmark("toy", ["q"], answers, "inline")], progress=False)
 
 
 # ----------------------------------------------------------------------------- grading and aggregation
@@ -203,5 +253,101 @@ def test_cli_with_a_saved_tiny_model(tmp_path, tiny):
     assert "macro average" in md and "Provenance" in md and "41.49" in md  # paper's KAE average beside ours
     df = pd.read_csv(out.with_suffix(".csv"))
     assert list(df["benchmark"]) == ["aime24", "minervamath", "macro average"]
+    assert df["grading failures"].tolist() == [0, 0, 0]
     lines = (tmp_path / "s.jsonl").read_text().splitlines()
     assert len(lines) == 4 and {"answer", "completions", "extracted", "correct"} <= set(json.loads(lines[0]))
+    assert not (tmp_path / "res" / "eval.partial").exists()  # the checkpoints are gone once the report is written
+
+
+# ----------------------------------------------------------------------------- failures and checkpoints
+def _scripted(calls):
+    """A generate_completions stand-in: sample j of problem i answers ``\\boxed{<i + j>}``; records its calls."""
+
+    def generate(model, tokenizer, prompts, k, desc="", **kw):
+        calls.append(desc)
+        return [[f"so \\boxed{{{i + j}}}" for j in range(k)] for i in range(len(prompts))], 1
+
+    return generate
+
+
+def test_grading_failures_are_isolated_counted_and_reported(tiny, monkeypatch):
+    """One answer that crashes the grader and one it cannot decide cost those answers only."""
+    model, tok = tiny
+    real = E.grade_answer
+
+    def flaky(pred, gold):
+        if pred == "3":
+            raise RuntimeError("grader bug")
+        if pred == "4":
+            return Grade(False, "math-verify exceeded its time limit")
+        return real(pred, gold)
+
+    monkeypatch.setattr(E, "generate_completions", _scripted([]))
+    monkeypatch.setattr(E, "grade_answer", flaky)
+    bench = Benchmark("toy", ["a", "b", "c"], ["1", "3", "4"], "inline")
+    rep = evaluate(model, tok, [bench], k=2, temperature=1.0, progress=False, keep_samples=True)
+    r = rep.results[0]  # samples: problem 0 -> 0, 1; problem 1 -> 1, 2; problem 2 -> 2, 3
+    assert r.correct.tolist() == [[False, True], [False, False], [False, False]]
+    assert r.failures == [{"index": 2, "sample": 1, "reason": "grader error (RuntimeError: grader bug)"}]
+    table = rep.table()
+    assert table["grading failures"].tolist() == [1, 1]
+    assert r.samples[2]["grading_failures"] == [None, "grader error (RuntimeError: grader bug)"]
+    bench = Benchmark("toy", ["a"], ["9"], "inline")
+    rep = evaluate(model, tok, [bench], k=5, temperature=1.0, progress=False)
+    assert [f["sample"] for f in rep.results[0].failures] == [3, 4]
+
+
+def test_a_crash_loses_no_finished_benchmark(tiny, monkeypatch, tmp_path):
+    """Generation dies in the second benchmark: the first is on disk and a rerun generates only the second,
+    reproducing an uninterrupted run exactly (each benchmark's sampling is seeded on its own)."""
+    model, tok = tiny
+    benches = [Benchmark("one", ["1+1=", "2+2="], ["2", "4"], "inline"), Benchmark("two", ["3+3="], ["6"], "inline")]
+    kw = dict(k=2, temperature=1.0, max_new_tokens=6, progress=False, seed=5, keep_samples=True)
+    whole = evaluate(model, tok, benches, **kw)
+    real = E.generate_completions
+    calls = []
+
+    def dies_on_two(model, tokenizer, prompts, k, desc="", **gen_kw):
+        calls.append(desc)
+        if desc == "two":
+            raise RuntimeError("CUDA out of memory")
+        return real(model, tokenizer, prompts, k, desc=desc, **gen_kw)
+
+    monkeypatch.setattr(E, "generate_completions", dies_on_two)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(ValueError, match="model_id"):
+        evaluate(model, tok, benches, checkpoint_dir=ckpt, **kw)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        evaluate(model, tok, benches, checkpoint_dir=ckpt, model_id="tiny", **kw)
+    saved = json.loads((ckpt / "one.json").read_text())
+    assert [s["completions"] for s in whole.results[0].samples] == saved["completions"]
+    assert saved["graded"]["correct"] == whole.results[0].correct.tolist()
+    assert not (ckpt / "two.json").exists()
+
+    monkeypatch.setattr(E, "generate_completions",
+                        lambda *a, desc="", **k: calls.append(desc) or real(*a, desc=desc, **k))
+    calls.clear()
+    resumed = evaluate(model, tok, benches, checkpoint_dir=ckpt, model_id="tiny", **kw)
+    assert calls == ["two"] and [r.resumed for r in resumed.results] == [True, False]
+    for a, b in zip(whole.results, resumed.results):
+        assert a.samples == b.samples and np.array_equal(a.correct, b.correct)
+    pd.testing.assert_frame_equal(whole.table(), resumed.table())
+
+    # A checkpoint from another run is refused, naming what differs; a torn or edited one likewise.
+    with pytest.raises(ValueError, match=r"one.json holds completions of another run \(it differs in: model, seed\)"):
+        evaluate(model, tok, benches, checkpoint_dir=ckpt, model_id="other", **{**kw, "seed": 6})
+    (ckpt / "one.json").write_text((ckpt / "one.json").read_text()[:100])
+    with pytest.raises(ValueError, match="one.json is not a complete evaluation checkpoint of 2 problems x 2"):
+        evaluate(model, tok, benches, checkpoint_dir=ckpt, model_id="tiny", **kw)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--k", "0"], "--k must be >= 1"), (["--limit", "-1"], "--limit must be >= 1"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"), (["--max-new-tokens", "0"], "--max-new-tokens must be"),
+    (["--threads", "0"], "--threads must be >= 1"), (["--temperature", "nan"], "--temperature must be >= 0"),
+    (["--pass-k", "1,x"], "comma-separated integers"), (["--k", "2", "--pass-k", "4"], r"lie in \[1, --k=2\]"),
+])
+def test_cli_refuses_bad_flags_before_loading_anything(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        E.parse_args(["--preset", "small", *flags])
+    assert re.search(message, capsys.readouterr().err)

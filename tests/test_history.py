@@ -26,12 +26,12 @@ def _feed(hist, rng, steps, n_keys=12, per_step=5, gmax=4, skip_prob=0.3):
     return log
 
 
-def _brute(log, key, step, h, kern):
+def _brute(log, key, step, h, kern, window="relative"):
     out = dict.fromkeys(MOMENTS, 0.0)
     for k, s_, n, s, q in log:
         if k != key or s_ >= step:
             continue
-        u = (step - s_) / (step * h)
+        u = (step - s_) / (step * h) if window == "relative" else (step - s_) / h
         w = kern(u)
         d = -u
         out["w0"] += w * n
@@ -52,17 +52,53 @@ KERNEL_FORMULAS = {
 }
 
 
-@pytest.mark.parametrize("kernel", ["epanechnikov", "exponential", "triangular"])
-def test_lookup_matches_brute_force(kernel, rng):
-    hist = RewardHistory(kernel, bandwidth=0.3, max_per_prompt=None)
-    log = _feed(hist, rng, steps=60)
-    keys = list(range(14))  # two never-seen keys get zeros
-    got = hist.lookup(keys, step=61, moments=tuple(MOMENTS))
-    for i, key in enumerate(keys):
-        ref = _brute(log, key, 61, 0.3, KERNEL_FORMULAS[kernel])
-        for name in MOMENTS:
-            # sums of <= 60*4 terms of size <= 4: 1e-12 absolute is ~100x float rounding
-            assert got[name][i] == pytest.approx(ref[name], abs=1e-12), (kernel, key, name)
+@pytest.mark.parametrize(
+    "kernel,window,h",
+    [("epanechnikov", "relative", 0.3), ("exponential", "relative", 0.3), ("triangular", "relative", 0.3),
+     ("triangular", "absolute", 7.0), ("gaussian", "absolute", 1.5), ("exponential", "absolute", 0.2)],
+)  # fmt: skip
+def test_lookup_matches_brute_force(kernel, window, h, rng):
+    # absolute gaussian h=1.5 and exponential h=0.2: records die (K underflows to 0) after 58 and 149 steps
+    hist = RewardHistory(kernel, bandwidth=h, max_per_prompt=None, window=window, sweep_every=5)
+    log = []
+    for start in (0, 60, 120, 180):  # lookups along the way, as pruning proceeds
+        log += [(k, st + start, n, s, q) for k, st, n, s, q in _feed(_Offset(hist, start), rng, steps=60)]
+        keys = list(range(14))  # two never-seen keys get zeros
+        step = start + 61
+        got = hist.lookup(keys, step=step, moments=tuple(MOMENTS))
+        for i, key in enumerate(keys):
+            ref = _brute(log, key, step, h, KERNEL_FORMULAS[kernel], window)
+            for name in MOMENTS:
+                # sums of <= 240*4 terms of size <= 4 (times |d| <= 1/h <= 5): 1e-11 absolute is >100x rounding
+                assert got[name][i] == pytest.approx(ref[name], abs=1e-11), (kernel, key, name)
+    if window == "absolute" and kernel != "exponential":
+        # a record lives tau h steps (tau: support, or where K underflows to 0)
+        tau = {"triangular": 1.0, "gaussian": 38.6}[kernel]
+        assert all(hist.records(k)[:, 0].min() >= 240 - tau * h for k in hist.keys())
+
+
+class _Offset:
+    """A RewardHistory whose append() shifts steps by ``start`` (to continue _feed's runs)."""
+
+    def __init__(self, hist, start):
+        self.hist, self.start = hist, start
+
+    def append(self, keys, counts, sums, sumsq, step):
+        self.hist.append(keys, counts, sums, sumsq, step + self.start)
+
+
+def test_min_weight_truncates_infinite_kernels_and_frees_their_records(rng):
+    # K truncated where it falls to min_weight * K(0): exp(-u) <= 1e-3 beyond u = log(1000)
+    h, cut = 3.0, math.log(1000.0)
+    hist = RewardHistory("exponential", bandwidth=h, window="absolute", min_weight=1e-3, max_per_prompt=None)
+    log = _feed(hist, rng, steps=80)
+    trunc = lambda u: 0.5 * math.exp(-u) if u <= cut else 0.0  # noqa: E731
+    got = hist.lookup(list(range(12)), step=81, moments=("w0", "wz", "w2"))
+    for key in range(12):
+        ref = _brute(log, key, 81, h, trunc, "absolute")
+        for name in ("w0", "wz", "w2"):
+            assert got[name][key] == pytest.approx(ref[name], abs=1e-12)
+    assert hist.n_records <= 12 * (math.ceil(cut * h) + 1)  # only the last ~21 steps are held
 
 
 def test_dead_records_are_dropped_and_never_change_results(rng):
@@ -228,3 +264,104 @@ def test_scheduler_errors():
         PromptScheduler(4, 2, 0, 0)
     with pytest.raises(ValueError, match="scheduler state"):
         PromptScheduler(4, 2, 2, 0).load_state_dict(PromptScheduler(6, 2, 2, 0).state_dict())
+
+
+# ----------------------------------------------------------------------------- bounds and state checks
+def test_max_prompts_forgets_the_least_recently_updated_prompts(rng):
+    # One prompt per step, so "least recently updated" is unambiguous; a forgotten prompt starts afresh.
+    hist = RewardHistory("gaussian", bandwidth=0.5, max_prompts=5, max_per_prompt=None)
+    ref: dict = {}  # key -> list of (step, n, sum)
+    for step in range(1, 121):
+        key = int(rng.integers(0, 12))
+        n, s = float(rng.integers(1, 4)), float(rng.random())
+        if key not in ref and len(ref) == 5:
+            del ref[min(ref, key=lambda k: ref[k][-1][0])]
+        ref.setdefault(key, []).append((step, n, s))
+        hist.append([key], [n], [s], [s], step)
+        assert sorted(hist.keys()) == sorted(ref)
+        got = hist.lookup(list(range(12)), step=step + 1)
+        for k in range(12):
+            w = [(n_ * KERNEL_FORMULAS["gaussian"]((step + 1 - st) / ((step + 1) * 0.5)), s_ * KERNEL_FORMULAS["gaussian"]((step + 1 - st) / ((step + 1) * 0.5))) for st, n_, s_ in ref.get(k, [])]  # noqa: E501
+            assert got["w0"][k] == pytest.approx(sum(a for a, _ in w), abs=1e-12)
+            assert got["wz"][k] == pytest.approx(sum(b for _, b in w), abs=1e-12)
+    assert hist.evicted_prompts > 0 and hist.n_prompts == 5
+
+
+def test_memory_stays_bounded_under_a_flood_of_new_prompts():
+    # The issue's case in miniature: every step brings only new prompts, and the exponential
+    # kernel never zeroes a weight in the relative reading (u < 1/h), so only max_prompts frees rows.
+    cap, per_prompt = 256, 4
+    hist = RewardHistory("exponential", bandwidth=0.2, max_prompts=cap, max_per_prompt=per_prompt)
+    for step in range(1, 301):
+        keys = list(range(step * 100, step * 100 + 100))
+        hist.append(keys, np.ones(100), np.ones(100), np.ones(100), step)
+        assert hist.n_prompts <= cap
+        assert hist.nbytes <= cap * (32 * per_prompt + 16)  # the documented bound
+    assert hist.evicted_prompts == 300 * 100 - cap
+    with pytest.raises(ValueError, match="max_prompts"):  # one step alone exceeds the bound
+        hist.append(list(range(cap + 1)), np.ones(cap + 1), np.ones(cap + 1), np.ones(cap + 1), 301)
+    assert hist.n_prompts == cap and hist.keys()[0] >= 300 * 100 - cap  # refused before any change
+
+
+def test_arrays_shrink_once_prompts_die():
+    hist = RewardHistory("triangular", bandwidth=0.1, sweep_every=4)
+    hist.append(list(range(5000)), np.ones(5000), np.ones(5000), np.ones(5000), 1)
+    big = hist.nbytes
+    for step in range(2, 60):
+        hist.append(["kept"], [1.0], [1.0], [1.0], step)
+    assert hist.n_prompts == 1 and hist.nbytes < big / 100
+
+
+def _mutations(state):
+    """(label, corrupted copy) pairs that must each be refused."""
+    p, cap = state["n"].shape
+    out = []
+
+    def put(label, **kw):
+        bad = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in state.items()}
+        bad.update(kw)
+        out.append((label, bad))
+
+    for key in state:
+        bad = dict(state)
+        del bad[key]
+        out.append((f"missing {key}", bad))
+    for name in ("step", "n", "s", "ss"):
+        put(f"{name} shape", **{name: state[name][:, :-1]})
+    for name in ("n", "s", "ss"):
+        for v in (np.nan, np.inf):
+            arr = state[name].copy()
+            arr[0, state["head"][0]] = v
+            put(f"{name} {v}", **{name: arr})
+    put("head past cap", head=np.full(p, cap))
+    put("len past cap", len=np.full(p, cap + 1))
+    ghost, r = state["n"].copy(), int(np.argmin(state["len"]))
+    ghost[r, (state["head"][r] + state["len"][r]) % cap] = 2.0  # data in an empty cell
+    put("data outside the records", n=ghost)
+    back = state["step"].copy()
+    back[0] = back[0][::-1]
+    put("steps out of order", step=back)
+    put("step after last_step", last_step=int(state["step"].max()) - 1)
+    put("count below one", n=np.where(state["n"] > 0, 0.5, 0.0))
+    put("keys repeated", keys=[state["keys"][0]] * p)
+    put("keys unhashable", keys=[[k] for k in state["keys"]])
+    put("cap a string", cap="8")
+    put("other kernel", kernel="gaussian")
+    put("other window", window="absolute")
+    return out
+
+
+def test_corrupt_state_is_refused_and_changes_nothing(rng):
+    src = RewardHistory("triangular", bandwidth=0.5, max_per_prompt=6)
+    _feed(src, rng, steps=30, gmax=3)
+    state = src.state_dict()
+    assert all(state["len"] >= 2) and state["n"].shape[1] > state["len"].min()  # every check has something to bite
+    dst = RewardHistory("triangular", bandwidth=0.5, max_per_prompt=6)
+    _feed(dst, rng, steps=10)
+    before = pickle.dumps(dst.state_dict())
+    for label, bad in _mutations(state):
+        with pytest.raises(ValueError):
+            dst.load_state_dict(bad)
+        assert pickle.dumps(dst.state_dict()) == before, label  # all or nothing
+    dst.load_state_dict(state)  # the intact state still loads
+    assert dst.keys() == src.keys()

@@ -6,7 +6,12 @@ tests skip, saying why, when the data directory is absent.
 """
 
 import json
+import os
+import statistics
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -119,7 +124,7 @@ def test_integer_answers_never_reach_sympy(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("math-verify called for a plain number")
 
-    monkeypatch.setattr(R, "_verify_latex", boom)
+    monkeypatch.setattr(R, "_symbolic", boom)  # caught by the grader: such an answer would score 0
     rows = _rows("gsm8k/test.jsonl")[:50]
     sols = [r["answer"] for r in rows]
     assert R.rewards(sols, sols).sum() == len(rows)
@@ -254,6 +259,127 @@ def test_no_answer_and_bad_input():
         reward("#### 3", "3", style="minerva")
     with pytest.raises(ValueError, match="equal length"):
         R.rewards(["#### 1"], ["1", "2"])
+
+
+# ----------------------------------------------------------------------------- failure behaviour (issue 11)
+@pytest.mark.parametrize("pred, gold, expected", [
+    ("1e400", "1", 0.0), ("1e400", "1e400", 1.0), ("1e400", "1.00001e400", 1.0), ("1e400", "1\\times10^{400}", 1.0),
+    ("1.5", "1e400", 0.0), ("1e-400", "1e-401", 0.0), ("1e999999999", "1.5", 0.0), ("1e999999999", "1e999999999", 1.0),
+    ("1.5\\times10^{99999999}", "1.5", 0.0), ("1.5\\times10^{99999999}", "\\pi", 0.0),
+    pytest.param("9" * 999, "9" * 999, 1.0, id="999-digits"),
+    pytest.param("-000" + "9" * 990, "-" + "9" * 990, 1.0, id="990-digits-leading-zeros"),
+    pytest.param("9" * 999, "9" * 998, 0.0, id="999-vs-998-digits"),
+    ("10^{400}", "1e400", 1.0),  # not a plain number: math-verify, in its process
+])
+@pytest.mark.filterwarnings("error::reproduce.rewards.GradingWarning")
+def test_numbers_beyond_float_and_digit_limits(pred, gold, expected):
+    """No OverflowError (floats), no ValueError (int()'s 4300-digit limit), no 10**99999999 ever built."""
+    start = time.perf_counter()
+    assert reward(f"#### {pred}", gold) == reward(boxed(pred), gold, "boxed") == expected
+    assert time.perf_counter() - start < 10  # the unbounded version ran for minutes; the bound is in the fuzz tests
+    assert parse_number("1e999999999") is None and parse_number("0" * 4400) is None
+
+
+@pytest.mark.parametrize("text", [
+    "5" + " " * 30_000 + "(", "5" + " " * 30_000 + "a(", "5a" * 15_000 + "(", "1" + " " * 30_000 + "x",
+    "1" * 30_000 + "y",
+])
+def test_number_cleaning_is_linear_on_long_runs(text):
+    """The unit-tail regex backtracked cubically on whitespace runs (90 s for 3000 spaces)."""
+    start = time.perf_counter()
+    for _ in range(10):
+        R._unit_tail(text), R._PLAIN.match(text), R._SCI_TAIL.search(text)
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("text", ["the answer is" + "\n" * 100_000, "the answer is" + " \n" * 50_000,
+                                  "The final answer is 5." + " " * 100_000 + "x", ("answer" + " " * 999) * 100])
+def test_answer_phrase_extraction_is_linear(text):
+    start = time.perf_counter()
+    extract_answer(text)
+    assert time.perf_counter() - start < 5  # quadratic: ~7 min for the first
+
+
+@pytest.mark.parametrize("gold, why", [
+    (None, "string or a finite number, got NoneType"), (True, "got bool"), (float("nan"), "got float nan"),
+    ([1], "got list"), ("", "empty"), ("   ", "empty"), ("\\boxed{}", "empty"),
+    ("so \\boxed{\\frac{1}{2}", "not closed"),
+    ("\\fbox{", "not closed"), ("work...\n#### ", "'####' line is empty"),
+    pytest.param("9" * 5000, "5000 characters", id="5000-digit-string"),
+    pytest.param(10**5000, "too long", id="5001-digit-int"),
+])
+def test_bad_gold_is_a_load_error_and_a_zero_at_grading(gold, why):
+    with pytest.raises(ValueError, match=f"bad gold answer: .*{why}"):
+        R.gold_answer(gold)
+    # At grading time: 0 (a None gold used to grade "None" as correct), with a warning, never an exception.
+    with pytest.warns(R.GradingWarning, match="bad gold answer"):
+        assert reward("\\boxed{None}", gold, "boxed") == 0.0
+    if not isinstance(gold, str) or not gold.strip() or len(gold) > R.MAX_ANSWER_CHARS:  # grade_answer: bare golds
+        with pytest.warns(R.GradingWarning, match="bad gold answer"):
+            assert R.grade_answer("None", gold).failure.startswith("bad gold answer")
+
+
+def test_gold_answer_of_valid_golds():
+    assert R.gold_answer("Janet ... #### 1,450,000") == "1,450,000"
+    assert R.gold_answer("so \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
+    assert R.gold_answer("so \\boxed{5}", "gsm8k") == "so \\boxed{5}"  # GSM8K golds have no boxes to read
+    assert R.gold_answer(204) == "204" and R.gold_answer(0.5) == "0.5" and R.gold_answer(np.int64(7)) == "7"
+
+
+def test_reward_never_raises_on_odd_completions():
+    with pytest.warns(R.GradingWarning, match="not a str"):
+        assert reward(None, "3") == reward(b"#### 3", "3") == 0.0
+    for text in ["\x00#### 3", "#### 3\x00", "\ud800\\boxed{3}", "\\boxed{" * 1000, "}" * 1000 + "\\boxed{3}"]:
+        assert reward(text, "3", "auto") in (0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- the math-verify processes
+@pytest.mark.parametrize("fn, args, expected, same_child", [
+    (statistics.mean, (range(10**9),), ("timeout",), True),  # Python-level: the CPU alarm; the child lives on
+    (sum, (range(10**13),), ("timeout",), False),  # a C loop no signal interrupts: killed on its CPU time
+    (time.sleep, (60,), ("timeout",), False),  # stuck without using CPU: killed on the wall clock
+    (os._exit, (3,), ("error", "the math-verify child process died"), False),
+    (divmod, (1, 0), ("error", "ZeroDivisionError"), True),
+    (bytearray, (10**10,), ("error", "MemoryError"), True),  # 10 GB: over the child's address-space cap
+], ids=["cpu-bound", "c-loop", "stuck", "crash", "exception", "memory"])
+def test_grader_bounds_and_survives_hangs_crashes_and_errors(monkeypatch, fn, args, expected, same_child):
+    """Each way a comparison can go wrong gives a verdict, and the next comparison works."""
+    R.grade_answer("\\sqrt{4}", "2")  # grader started and warm
+    child = R._GRADER.run(os.getpid, ())[1]
+    monkeypatch.setattr(R, "SYMBOLIC_WALL_S", 2.0)
+    start = time.perf_counter()
+    assert R._GRADER.run(fn, args) == expected
+    assert time.perf_counter() - start < 30  # the bound itself (1 s on a free core) is timed in the fuzz tests
+    assert (R._GRADER.run(os.getpid, ())[1] == child) is same_child
+
+
+def test_adversarial_answer_is_cut_off_and_the_next_graded():
+    with pytest.warns(R.GradingWarning, match="time limit"):
+        grade = R.grade_answer("9^{9^{9^{9}}}", "204")  # sympy would evaluate the tower for minutes
+    assert grade.correct is False and "time limit" in grade.failure
+    assert R.grade_answer("\\frac{\\pi}{2}", "\\dfrac{\\pi}{2}") == R.Grade(True)
+
+
+def test_grader_process_lost_or_unavailable(monkeypatch):
+    R.grade_answer("\\sqrt{4}", "2")
+    os.kill(R._GRADER._peer.pid, 9)  # the grader itself dies (OOM killer): one reported failure, then a new one
+    R._GRADER._peer.popen.wait()
+    assert R.grade_answer("\\sqrt{9}", "3") == R.Grade(True)
+    grader = R._Grader()  # a process that cannot start one: every symbolic comparison is a reported failure
+    monkeypatch.setattr(R, "_GRADER", grader)
+    monkeypatch.setattr(R, "_start_grader", lambda: (_ for _ in ()).throw(OSError("no processes left")))
+    with pytest.warns(R.GradingWarning, match="unavailable.*no processes left"):
+        grade = R.grade_answer("\\sqrt{9}", "3")
+    assert grade == R.Grade(False, f"symbolic grading unavailable: {grader.broken}")
+    assert R.grade_answer("3", "3") == R.Grade(True)  # the numeric tier needs no process
+
+
+def test_grading_from_a_script_without_main_guard(tmp_path):
+    """A ``multiprocessing`` child would re-import this script and run it again: the grader is a plain subprocess."""
+    script = tmp_path / "grade.py"
+    script.write_text("from reproduce.rewards import is_equiv\nprint('run', is_equiv('\\\\sqrt{4}', '2'))\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.stdout.splitlines() == ["run True"], out.stderr
 
 
 def test_symbolic_tier_works_outside_the_main_thread():

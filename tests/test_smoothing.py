@@ -153,7 +153,9 @@ def test_integer_weights_equal_row_duplication(d, degree, data):
     assume(w.sum() > 0)
     a = quiet(smooth, X, y, x_eval, h, kernel, degree, sample_weight=w.astype(float))
     b = quiet(smooth, np.repeat(X, w, axis=0), np.repeat(y, w), x_eval, h, kernel, degree)
-    np.testing.assert_allclose(a, b, rtol=0, atol=ATOL_BY_D[d])
+    # Local-linear extrapolation can reach |fit| ~ 40 from |y| <= 10, and the
+    # round-off scales with it: a relative term beside the absolute one.
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=ATOL_BY_D[d])
 
 
 # Kernels smooth at 0 (K(u) = K(0)(1 - O(u^2))) converge at rate (range/h)^2;

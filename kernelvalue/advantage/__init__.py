@@ -10,10 +10,19 @@ baselines and peers, behind one protocol and a registry.
 array([0., 1., 0.])
 
 Names: see ``sorted(ESTIMATORS)``; each class documents its options.
+
+KAE's bandwidth has two readings (``window="relative"``: ``K((i - I_j)/(i h))``,
+the default; ``window="absolute"``: ``K((i - I_j)/h)``, ``h`` in steps), recorded
+in ``params`` and ``state_dict()``. Failure behaviour: bad options and keys raise
+errors naming them; rewards beyond what an estimator can hold exactly raise a
+ValueError before any state changes (stateful estimators: ``|Z| <= REWARD_LIMIT``);
+``load_state_dict`` validates everything first and is all or nothing; memory is
+bounded by ``max_prompts`` and ``max_per_prompt``.
 """
 
 from .base import (
     ESTIMATORS,
+    REWARD_LIMIT,
     AdvantageEstimator,
     AdvantageResult,
     StatefulEstimator,
@@ -31,6 +40,7 @@ from .adaptive import KAEAuto  # noqa: E402,I001 - last, so the registry lists i
 
 __all__ = [
     "ESTIMATORS",
+    "REWARD_LIMIT",
     "AdvantageEstimator",
     "AdvantageResult",
     "StatefulEstimator",

@@ -5,6 +5,17 @@ Conventions follow verl's ``core_algos`` outcome-reward estimators where they
 exist (singleton groups of GRPO/Dr. GRPO get mean 0 and std 1, ``eps = 1e-6``,
 ``torch.std``'s unbiased std); each class says where it departs.
 
+Extreme rewards: every estimator here accepts any finite reward. They work on
+the batch divided by a power of two when its largest magnitude is outside
+``[2**-128, 2**128]`` (exact, see :func:`~kernelvalue.advantage.base.prepare_batch`),
+so group sums and squared deviations never overflow or underflow; GRPO and
+REINFORCE++ advantages are then finite whatever the rewards. Where the exact
+result itself does not fit the output dtype (``Z - baseline`` for rewards of
+opposite signs near the float limit), ``compute`` raises a ValueError instead
+of returning inf. Group means are refined in a second pass (the corrected
+two-pass algorithm), so a group of equal rewards has deviations, and hence
+GRPO/GPG advantages, of exactly 0 even with ``eps = 0``.
+
 Examples
 --------
 >>> import numpy as np
@@ -23,10 +34,25 @@ from .base import AdvantageEstimator, Batch, check_eps, check_positive, register
 __all__ = ["GRPO", "DrGRPO", "RLOO", "Reinforce", "ReinforcePP", "GPG", "Oracle"]
 
 
-def _group_mean_verl(batch: Batch):
-    """Group means, with verl's singleton rule (mean 0 for a group of one)."""
-    mean = batch.sums / batch.counts
-    return np.where(batch.counts > 1, mean, 0.0)
+def _centre(z, mean, inverse, group_sum, counts):
+    """Means refined by a second pass over the deviations (Chan, Golub and LeVeque,
+    1983), and the deviations from them: equal rewards give deviations of exactly 0."""
+    dev = z - mean[inverse]
+    fix = group_sum(dev) / counts
+    return mean + fix, dev - fix[inverse]
+
+
+def _group_centre(batch: Batch):
+    """Group means with verl's singleton rule (mean 0 for a group of one), and each
+    response's deviation from its group's mean."""
+    mean, dev = _centre(batch.z, batch.sums / batch.counts, batch.inverse, batch.group_sum, batch.counts)
+    single = batch.counts[batch.inverse] == 1
+    return np.where(batch.counts > 1, mean, 0.0), np.where(single, batch.z, dev)
+
+
+def _safe_ratio(num, den):
+    """``num / den``, and 0 where ``den`` is 0 (then ``num`` is 0 too: a spread of 0)."""
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
 @register_estimator("grpo")
@@ -49,18 +75,23 @@ class GRPO(AdvantageEstimator):
     (0.25, array([ 1.5, -0.5, -0.5, -0.5]))
     """
 
+    rescales = True
+
     def __init__(self, eps=1e-6):
         self.eps = check_eps("eps", eps)
         self._params = {"eps": self.eps}
 
     def _compute(self, batch: Batch):
-        mean = _group_mean_verl(batch)
-        dev = batch.z - mean[batch.inverse]
+        mean, dev = _group_centre(batch)
         ss = batch.group_sum(dev * dev)
         g = batch.counts
-        std = np.where(g > 1, np.sqrt(ss / np.maximum(g - 1.0, 1.0)), 1.0)
-        base = mean[batch.inverse]
-        return dev / (std[batch.inverse] + self.eps), base
+        one = np.ldexp(1.0, -batch.exp)  # verl's singleton std of 1, in the batch's units
+        std = np.where(g > 1, np.sqrt(ss / np.maximum(g - 1.0, 1.0)), one)
+        eps = np.ldexp(self.eps, -batch.exp)
+        base = batch.unscale(mean[batch.inverse])
+        if not np.isfinite(eps):  # tiny rewards: std is negligible next to eps
+            return batch.unscale(dev) / self.eps, base
+        return _safe_ratio(dev, std[batch.inverse] + eps), base
 
 
 @register_estimator("drgrpo", "dr_grpo", "dr.grpo")
@@ -76,9 +107,11 @@ class DrGRPO(AdvantageEstimator):
     array([ 0.5, -0.5,  1. ])
     """
 
+    rescales = True
+
     def _compute(self, batch: Batch):
-        base = _group_mean_verl(batch)[batch.inverse]
-        return batch.z - base, base
+        mean, dev = _group_centre(batch)
+        return batch.unscale(dev), batch.unscale(mean[batch.inverse])
 
 
 @register_estimator("rloo")
@@ -96,11 +129,13 @@ class RLOO(AdvantageEstimator):
     array([0. , 0.5, 0.5])
     """
 
+    rescales = True
+
     def _compute(self, batch: Batch):
         inv = batch.inverse
         g = batch.counts[inv]
         base = np.where(g > 1, (batch.sums[inv] - batch.z) / np.maximum(g - 1.0, 1.0), 0.0)
-        return batch.z - base, base
+        return batch.unscale(batch.z - base), batch.unscale(base)
 
 
 @register_estimator("reinforce")
@@ -140,17 +175,23 @@ class ReinforcePP(AdvantageEstimator):
     array([ 0.866, -0.866,  0.866, -0.866])
     """
 
+    rescales = True
+
     def __init__(self, eps=1e-8):
         self.eps = check_eps("eps", eps)
         self._params = {"eps": self.eps}
 
     def _compute(self, batch: Batch):
         z = batch.z
-        mean = float(z.mean())
         n = z.shape[0]
-        var = float(((z - mean) ** 2).sum() / (n - 1)) if n > 1 else 0.0
-        base = np.full_like(z, mean)
-        return (z - mean) / np.sqrt(var + self.eps), base
+        zero = np.zeros(n, dtype=np.int64)
+        mean, dev = _centre(z, np.array([z.mean()]), zero, lambda v: np.array([v.sum()]), float(n))
+        var = float((dev * dev).sum() / (n - 1)) if n > 1 else 0.0
+        eps = np.ldexp(self.eps, -2 * batch.exp)
+        base = batch.unscale(np.full_like(z, mean[0]))
+        if not np.isfinite(eps):  # tiny rewards: the variance is negligible next to eps
+            return batch.unscale(dev) / np.sqrt(self.eps), base
+        return _safe_ratio(dev, np.full_like(z, np.sqrt(var + eps))), base
 
 
 @register_estimator("gpg")
@@ -184,23 +225,21 @@ class GPG(AdvantageEstimator):
     array([ 0.,  0.,  1., -1.])
     """
 
+    rescales = True
+
     def __init__(self, f_norm=1.0):
         self.f_norm = check_positive("f_norm", f_norm)
         self._params = {"f_norm": self.f_norm}
 
     def _compute(self, batch: Batch):
         inv = batch.inverse
-        mean = _group_mean_verl(batch)
-        dev = batch.z - mean[inv]
-        zmax = np.full(batch.n_groups, -np.inf)
-        zmin = np.full(batch.n_groups, np.inf)
-        np.maximum.at(zmax, inv, batch.z)
-        np.minimum.at(zmin, inv, batch.z)
-        degenerate = (batch.counts > 1) & (zmax == zmin)
+        mean, dev = _group_centre(batch)
+        # equal rewards have deviations of exactly 0 (_centre), unequal ones cannot all be 0
+        degenerate = (batch.counts > 1) & (batch.group_sum(dev != 0) == 0)
         B = float(batch.z.shape[0])
         M = float(batch.counts[degenerate].sum())
         alpha = B / (B - M) if B > M else 1.0
-        return alpha * dev / self.f_norm, mean[inv]
+        return batch.unscale(alpha * dev / self.f_norm), batch.unscale(mean[inv])
 
 
 @register_estimator("oracle", "true_value")

@@ -1,13 +1,22 @@
 """Kernelized Advantage Estimation (KAE) and three extensions beyond the paper.
 
 KAE (Gong et al., 2026) smooths a prompt's past rewards over the training-step
-index with a one-sided Nadaraya-Watson window of relative width ``i h`` and
-pools them with the other responses of the current group (leave-one-out, each
-with weight ``K(0)``)::
+index with a one-sided Nadaraya-Watson window and pools them with the other
+responses of the current group (leave-one-out, each with weight ``K(0)``)::
 
-    V_hat^(g) = [ sum_hist K((i - I_j)/(i h)) Z_j + K(0) sum_{k != g} Z_k ]
-                / [ sum_hist K((i - I_j)/(i h)) + (G - 1) K(0) ]
+    V_hat^(g) = [ sum_hist K(u_j) Z_j + K(0) sum_{k != g} Z_k ]
+                / [ sum_hist K(u_j) + (G - 1) K(0) ]
     A^(g)     = Z_g - V_hat^(g)
+
+Bandwidth, in two readings (``window``; the paper's text leaves it open):
+
+* ``"relative"`` (default, the formula as summarised): ``u_j = (i - I_j)/(i h)``,
+  a window of ``i h`` steps; default ``h = 0.2``.
+* ``"absolute"``: ``u_j = (i - I_j)/h``, a window of ``h`` steps (the reading
+  under which the experiments' "h ~ 10" is about one J-block); default
+  ``h = 10``.
+
+Every estimator here records its reading in ``params`` and ``state_dict()``.
 
 Registered names: ``"kae"`` (the paper), ``"kae_ll"`` (local linear in the step
 index), ``"kae_cv"`` (bandwidth chosen online by forward leave-one-out),
@@ -19,9 +28,15 @@ every reward the estimator has been updated with (0 before any update). It is
 a constant w.r.t. the current response, so the gradient stays unbiased, and it
 is the natural "nothing known about this prompt" value.
 
-Default bandwidth ``h = 0.2``: the paper reports results robust to ``h`` and
-does not fix one in what we have; 0.2 keeps the last fifth of training (e.g.
-20 steps at step 100), i.e. a few J-blocks of the schedule.
+Default bandwidth: the paper reports results robust to ``h`` and does not fix
+one in what we have. Relative ``h = 0.2`` keeps the last fifth of training
+(e.g. 20 steps at step 100), i.e. a few J-blocks of the schedule; absolute
+``h = 10`` keeps the last 10 steps (one J-block at J = 10).
+
+Rewards must satisfy ``|Z| <= 2**128`` (``REWARD_LIMIT``, the float32 range):
+the history keeps sums of rewards and of their squares. Larger rewards raise a
+ValueError before anything is recorded; results that do not fit the output
+dtype (e.g. float32 advantages near 3.4e38) raise one too.
 
 Examples
 --------
@@ -42,15 +57,22 @@ from ..kernels import get_kernel
 from .base import (
     Batch,
     StatefulEstimator,
+    StateReader,
+    check_bool,
+    check_choice,
     check_eps,
+    check_optional_positive_int,
     check_positive,
     check_positive_int,
     check_unit,
     register_estimator,
 )
-from .history import RewardHistory
+from .history import WINDOWS, RewardHistory
 
-__all__ = ["KAE", "KAELocalLinear", "KAECrossValidated", "KAEShrink"]
+__all__ = ["KAE", "KAELocalLinear", "KAECrossValidated", "KAEShrink", "DEFAULT_BANDWIDTH"]
+
+# Default h per reading: the last fifth of training, or the last 10 steps.
+DEFAULT_BANDWIDTH = {"relative": 0.2, "absolute": 10.0}
 
 
 @register_estimator("kae", "kernelized")
@@ -59,8 +81,9 @@ class KAE(StatefulEstimator):
 
     Parameters
     ----------
-    bandwidth : float, default 0.2
-        Relative bandwidth ``h``: at step ``i`` the window spans ``i h`` steps.
+    bandwidth : float, optional
+        ``h``: relative (at step ``i`` the window spans ``i h`` steps; default
+        0.2) or a number of steps (``window="absolute"``; default 10).
     kernel : str or Kernel, default "triangular"
         Any of :data:`kernelvalue.kernels.KERNELS` (the paper: triangular, and
         exponential in its sensitivity study).
@@ -69,9 +92,19 @@ class KAE(StatefulEstimator):
         kernel-weighted reward variance (history and the whole current group,
         with the same weights). Off by default: the paper's formula has no std.
     eps : float, default 1e-6
-        Added to ``sigma`` when ``scale_std``.
+        Added to ``sigma`` when ``scale_std`` (must then be > 0: a prompt with a
+        single reward in its window has ``sigma = 0``).
     max_per_prompt : int or None, default 512
         History cap per prompt (records = distinct steps), see :class:`RewardHistory`.
+    window : {"relative", "absolute"}, default "relative"
+        Reading of the bandwidth: ``K((i - I_j)/(i h))`` or ``K((i - I_j)/h)``.
+    max_prompts : int or None, default 65536
+        Most prompts whose history is kept; beyond it the least recently
+        updated are forgotten (:class:`RewardHistory`).
+    min_weight : float in [0, 1), default 0
+        Gaussian/exponential kernels: truncate ``K`` where it falls to
+        ``min_weight * K(0)`` so old records can be freed (0: only where it
+        underflows to exactly 0, which changes nothing).
 
     Notes
     -----
@@ -84,23 +117,56 @@ class KAE(StatefulEstimator):
     >>> est = KAE(bandwidth=0.2)
     >>> est.compute(["q", "q", "q"], np.array([1.0, 0.0, 0.0]), step=1).baselines  # leave-one-out
     array([0. , 0.5, 0.5])
+    >>> est = KAE(window="absolute")        # h = 10 steps
+    >>> est.update(["q"], np.array([1.0]), step=1)
+    >>> est.compute(["q", "q"], np.array([0.0, 0.0]), step=6).baselines   # K(5/10) = 0.5: (0.5 + 0) / 1.5
+    array([0.33333333, 0.33333333])
     """
 
-    def __init__(self, bandwidth=0.2, kernel="triangular", scale_std=False, eps=1e-6, max_per_prompt=512):
+    def __init__(
+        self,
+        bandwidth=None,
+        kernel="triangular",
+        scale_std=False,
+        eps=1e-6,
+        max_per_prompt=512,
+        *,
+        window="relative",
+        max_prompts=65536,
+        min_weight=0.0,
+    ):
         super().__init__()
-        self.bandwidth = check_positive("bandwidth", bandwidth)
+        self.window = check_choice("window", window, WINDOWS)
+        self.bandwidth = check_positive("bandwidth", DEFAULT_BANDWIDTH[self.window] if bandwidth is None else bandwidth)
         self.kernel = get_kernel(kernel)
-        self.scale_std = bool(scale_std)
+        self.scale_std = check_bool("scale_std", scale_std)
         self.eps = check_eps("eps", eps)
-        self.max_per_prompt = max_per_prompt
+        if self.scale_std and self.eps == 0:
+            raise ValueError("eps must be > 0 with scale_std=True: a prompt with one reward in its window has sigma = 0.")
+        self.max_per_prompt = check_optional_positive_int("max_per_prompt", max_per_prompt)
+        self.max_prompts = check_optional_positive_int("max_prompts", max_prompts)
+        self.min_weight = check_unit("min_weight", min_weight, open_high=True)
         self._params = {
             "bandwidth": self.bandwidth,
             "kernel": self.kernel.name,
             "scale_std": self.scale_std,
             "eps": self.eps,
-            "max_per_prompt": max_per_prompt,
+            "max_per_prompt": self.max_per_prompt,
+            "window": self.window,
+            "max_prompts": self.max_prompts,
+            "min_weight": self.min_weight,
         }
-        self.history = RewardHistory(self.kernel, self._history_bandwidth(), max_per_prompt=max_per_prompt)
+        self.history = self._new_history()
+
+    def _new_history(self) -> RewardHistory:
+        return RewardHistory(
+            self.kernel,
+            self._history_bandwidth(),
+            max_per_prompt=self.max_per_prompt,
+            window=self.window,
+            max_prompts=self.max_prompts,
+            min_weight=self.min_weight,
+        )
 
     def _history_bandwidth(self) -> float:
         return self.bandwidth
@@ -148,9 +214,17 @@ class KAE(StatefulEstimator):
         state["history"] = self.history.state_dict()
         return state
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.history.load_state_dict(state["history"])
+    def _read_state(self, reader: StateReader) -> dict:
+        staged = super()._read_state(reader)
+        history = self._new_history()
+        history.__dict__.update(history._read_state(reader.sub("history")))
+        if history._last_step > staged["_last_update"]:
+            raise ValueError(
+                f"state_dict['history'] holds step {history._last_step}, after the last update "
+                f"({staged['_last_update']}); the state is corrupt."
+            )
+        staged["history"] = history
+        return staged
 
 
 @register_estimator("kae_ll", "kae_local_linear")
@@ -224,16 +298,17 @@ class KAECrossValidated(KAE):
 
     Parameters
     ----------
-    bandwidth : float, default 0.2
-        Bandwidth used until the first selection.
+    bandwidth : float, optional
+        Bandwidth used until the first selection (default as in :class:`KAE`).
     grid : array-like, optional
-        Candidate ``h`` values; default ``geomspace(0.02, 0.5, 9)``. The history
-        keeps what the largest needs.
+        Candidate ``h`` values; default ``geomspace(0.02, 0.5, 9)`` (relative)
+        or ``geomspace(2, 50, 9)`` steps (absolute: the same windows at step
+        100). The history keeps what the largest needs.
     refit_every : int, default 5
         Steps between selections.
     cv_decay : float in (0, 1], default 0.95
         Discount of past scores per update (1 = never forget).
-    kernel, scale_std, eps, max_per_prompt
+    kernel, scale_std, eps, max_per_prompt, window, max_prompts, min_weight
         As in :class:`KAE`.
 
     Attributes
@@ -258,7 +333,7 @@ class KAECrossValidated(KAE):
 
     def __init__(
         self,
-        bandwidth=0.2,
+        bandwidth=None,
         kernel="triangular",
         grid=None,
         refit_every=5,
@@ -266,21 +341,34 @@ class KAECrossValidated(KAE):
         scale_std=False,
         eps=1e-6,
         max_per_prompt=512,
+        *,
+        window="relative",
+        max_prompts=65536,
+        min_weight=0.0,
     ):
-        g = np.geomspace(0.02, 0.5, 9) if grid is None else np.asarray(grid, dtype=np.float64).reshape(-1)
+        window = check_choice("window", window, WINDOWS)
+        if grid is None:
+            g = np.geomspace(0.02, 0.5, 9) if window == "relative" else np.geomspace(2.0, 50.0, 9)
+        else:
+            g = np.asarray(grid)
+            if g.dtype.kind not in "iuf" or g.ndim > 1:
+                raise TypeError(f"grid must be a 1-D array of numbers (bandwidths), got {grid!r}.")
+            g = g.astype(np.float64).reshape(-1)
         if g.size == 0 or not np.all(np.isfinite(g)) or np.any(g <= 0):
             raise ValueError(f"grid must hold one or more finite bandwidths > 0, got {grid!r}.")
         self.grid = np.unique(g)
         self.refit_every = check_positive_int("refit_every", refit_every)
         self.cv_decay = check_unit("cv_decay", cv_decay, open_low=True)
-        super().__init__(bandwidth, kernel, scale_std, eps, max_per_prompt)
+        super().__init__(
+            bandwidth, kernel, scale_std, eps, max_per_prompt, window=window, max_prompts=max_prompts, min_weight=min_weight
+        )
         self._params.update(grid=self.grid.tolist(), refit_every=self.refit_every, cv_decay=self.cv_decay)
         self.cv_scores_ = np.zeros(self.grid.shape[0])
         self.cv_counts_ = np.zeros(self.grid.shape[0])
         self._last_refit = 0
 
     def _history_bandwidth(self) -> float:
-        return float(max(self.grid.max(), self.bandwidth))
+        return float(max(self.grid.max(), self._params["bandwidth"]))
 
     def _update(self, batch: Batch) -> None:
         hs = self._sums(batch, ("w0", "wz"), bandwidth=self.grid)  # (p, H)
@@ -308,13 +396,20 @@ class KAECrossValidated(KAE):
         }
         return state
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        cv = state["cv"]
-        self.bandwidth = float(cv["bandwidth"])
-        self.cv_scores_ = np.array(cv["scores"], dtype=np.float64)
-        self.cv_counts_ = np.array(cv["counts"], dtype=np.float64)
-        self._last_refit = int(cv["last_refit"])
+    def _read_state(self, reader: StateReader) -> dict:
+        staged = super()._read_state(reader)
+        cv = reader.sub("cv")
+        bandwidth = cv.float("bandwidth")
+        if bandwidth not in set(self.grid.tolist()) | {self._params["bandwidth"]}:
+            raise ValueError(f"{cv.what}['bandwidth']={bandwidth} is neither the initial bandwidth nor a grid point.")
+        h = self.grid.shape[0]
+        staged.update(
+            bandwidth=bandwidth,
+            cv_scores_=cv.array("scores", (h,), lo=0.0),
+            cv_counts_=cv.array("counts", (h,), lo=0.0),
+            _last_refit=cv.int("last_refit", lo=0, hi=staged["_last_update"]),
+        )
+        return staged
 
 
 def eb_shrink(estimates, variances, target_variances=None):

@@ -10,7 +10,11 @@
 The trackers' baseline for the current group uses only past steps (so it does
 not depend on the current rewards and the gradient stays unbiased); a prompt
 never seen before gets the documented fallback (the prior for SPO, the global
-running mean of all rewards seen for KRPO and EMA -- 0 before any).
+running mean of all rewards seen for KRPO and EMA -- 0 before any). They hold
+at most ``max_prompts`` prompts (default 65536, about 1-2 MiB of arrays plus
+Python's key index), forgetting the least recently updated first, and accept
+rewards up to ``REWARD_LIMIT`` (2**128) in magnitude like every stateful
+estimator.
 
 Examples
 --------
@@ -31,32 +35,53 @@ from .base import (
     AdvantageEstimator,
     Batch,
     StatefulEstimator,
+    StateReader,
+    check_optional_positive_int,
     check_positive,
     check_unit,
+    drop_rows,
+    grown_rows,
     key_rows,
     register_estimator,
+    rows_to_evict,
 )
 from .kae import eb_shrink
 
 __all__ = ["SPO", "KRPO", "JSPO", "EMA"]
 
+# Lower bound for columns that must be > 0 in a loaded state (the smallest positive float).
+_POSITIVE = float(np.nextafter(0.0, 1.0))
+
 
 class _KeyTable:
-    """Per-key rows of float columns, growable by doubling (amortised O(1) inserts)."""
+    """Per-key rows of float columns and each key's last update step, growable by
+    doubling (amortised O(1) inserts) and bounded: at most ``max_prompts`` keys,
+    the least recently updated forgotten first."""
 
-    def __init__(self, columns):
+    def __init__(self, columns, max_prompts=None):
         self.columns = tuple(columns)
+        self.max_prompts = max_prompts
         self._index: dict = {}
         self._keys: list = []
         self._data = {c: np.zeros(8) for c in self.columns}
+        self.last = np.zeros(8, dtype=np.int64)
+        self.evicted = 0
 
     def rows(self, keys, create=False):
+        """Row of each key (-1 if unknown); ``create`` first makes room, then adds the unknown keys."""
+        if create and self.max_prompts is not None:
+            drop = rows_to_evict(self._index, self._keys, keys, self.last[: len(self._keys)], self.max_prompts)
+            if drop.size:
+                arrays = drop_rows(self._index, self._keys, [self.last, *self._data.values()], drop)
+                self.last, self._data = arrays[0], dict(zip(self.columns, arrays[1:]))
+                self.evicted += int(drop.size)
         out = key_rows(self._index, self._keys, keys, create)
-        size = next(iter(self._data.values())).shape[0]
+        size = self.last.shape[0]
         if create and len(self._keys) > size:
-            new = max(len(self._keys), 2 * size)
+            new = grown_rows(size, len(self._keys), self.max_prompts)
             for c in self.columns:
                 self._data[c] = np.concatenate([self._data[c], np.zeros(new - size)])
+            self.last = np.concatenate([self.last, np.zeros(new - size, dtype=np.int64)])
         return out
 
     def __getitem__(self, col):
@@ -65,29 +90,59 @@ class _KeyTable:
     def __len__(self):
         return len(self._keys)
 
+    @property
+    def nbytes(self) -> int:
+        return self.last.nbytes + sum(a.nbytes for a in self._data.values())
+
     def state_dict(self):
         n = len(self._keys)
-        return {"keys": list(self._keys), **{c: self._data[c][:n].copy() for c in self.columns}}
+        return {
+            "keys": list(self._keys),
+            "last": self.last[:n].copy(),
+            "evicted": self.evicted,
+            **{c: self._data[c][:n].copy() for c in self.columns},
+        }
 
-    def load_state_dict(self, state):
-        self._keys = list(state["keys"])
-        self._index = {k: i for i, k in enumerate(self._keys)}
-        n = len(self._keys)
+    def read_state(self, rd: StateReader, lo=None, last_update=0) -> _KeyTable:
+        """A new table holding a validated saved state (this one is left alone); ``lo``
+        maps a column to its smallest valid value."""
+        lo = lo or {}
+        table = _KeyTable(self.columns, self.max_prompts)
+        keys = rd.keys("keys")
+        n = len(keys)
+        if self.max_prompts is not None and n > self.max_prompts:
+            raise ValueError(f"{rd.what} holds {n} prompts, more than max_prompts={self.max_prompts}.")
+        last = rd.array("last", (n,), integer=True, lo=1)
+        if n and last.max() > last_update:
+            raise ValueError(f"{rd.what}['last'] holds a step after the last update ({last_update}); the state is corrupt.")
         size = max(8, n)
+        table._keys, table._index = keys, {k: i for i, k in enumerate(keys)}
+        table.last = np.zeros(size, dtype=np.int64)
+        table.last[:n] = last
+        table.evicted = rd.int("evicted", lo=0)
         for c in self.columns:
             arr = np.zeros(size)
-            arr[:n] = state[c]
-            self._data[c] = arr
+            arr[:n] = rd.array(c, (n,), lo=lo.get(c))
+            table._data[c] = arr
+        return table
 
 
 class _Tracker(StatefulEstimator):
-    """Shared state handling for per-prompt trackers."""
+    """Shared state handling for per-prompt trackers.
+
+    Subclasses implement ``_absorb(batch, rows, known)``: fold the step's group
+    sums into their columns (``rows`` from the table, ``known`` where the prompt
+    was held before this step); the table stamps each row's last update step.
+    """
 
     _columns: tuple = ()
+    _column_lo: dict = {}
 
-    def __init__(self):
+    def __init__(self, max_prompts=65536):
         super().__init__()
-        self.table = _KeyTable(self._columns)
+        self.max_prompts = check_optional_positive_int("max_prompts", max_prompts)
+        self._params["max_prompts"] = self.max_prompts
+        self.table = _KeyTable(self._columns, self.max_prompts)
 
     def _lookup(self, batch: Batch):
         rows = self.table.rows(batch.uniq)
@@ -100,14 +155,24 @@ class _Tracker(StatefulEstimator):
         base = v[batch.inverse]
         return batch.z - base, base
 
+    def _update(self, batch: Batch):
+        rows = self.table.rows(batch.uniq, create=True)
+        known = self.table.last[rows] > 0  # rows of new keys are zero
+        self._absorb(batch, rows, known)
+        self.table.last[rows] = batch.step
+
+    def _absorb(self, batch: Batch, rows, known):  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def state_dict(self):
         state = super().state_dict()
         state["table"] = self.table.state_dict()
         return state
 
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        self.table.load_state_dict(state["table"])
+    def _read_state(self, reader: StateReader) -> dict:
+        staged = super()._read_state(reader)
+        staged["table"] = self.table.read_state(reader.sub("table"), self._column_lo, staged["_last_update"])
+        return staged
 
 
 @register_estimator("spo", "beta_tracker")
@@ -130,6 +195,9 @@ class SPO(_Tracker):
         Forgetting factor per visit.
     alpha0, beta0 : float > 0, default 0.5
         Prior of an unseen prompt (Jeffreys; baseline 0.5).
+    max_prompts : int or None, default 65536
+        Most prompts tracked; beyond it the least recently updated are
+        forgotten (one that returns is unseen again). ``None``: no bound.
 
     Examples
     --------
@@ -141,13 +209,14 @@ class SPO(_Tracker):
     """
 
     _columns = ("alpha", "beta")
+    _column_lo = {"alpha": _POSITIVE, "beta": _POSITIVE}
 
-    def __init__(self, rho=0.9, alpha0=0.5, beta0=0.5):
+    def __init__(self, rho=0.9, alpha0=0.5, beta0=0.5, max_prompts=65536):
         self.rho = check_unit("rho", rho, open_low=True)
         self.alpha0 = check_positive("alpha0", alpha0)
         self.beta0 = check_positive("beta0", beta0)
         self._params = {"rho": self.rho, "alpha0": self.alpha0, "beta0": self.beta0}
-        super().__init__()
+        super().__init__(max_prompts)
 
     def _check_range(self, batch):
         if np.any(batch.z < 0) or np.any(batch.z > 1):
@@ -165,8 +234,9 @@ class SPO(_Tracker):
 
     def _update(self, batch: Batch):
         self._check_range(batch)
-        known = self.table.rows(batch.uniq) >= 0
-        rows = self.table.rows(batch.uniq, create=True)
+        super()._update(batch)
+
+    def _absorb(self, batch: Batch, rows, known):
         a, b = self.table["alpha"], self.table["beta"]
         a[rows[~known]], b[rows[~known]] = self.alpha0, self.beta0
         a[rows] = self.rho * a[rows] + batch.sums
@@ -181,8 +251,10 @@ class KRPO(_Tracker):
     per elapsed step; observations ``Z = V + e``, ``e ~ N(0, r)``. The baseline is
     the filter's prediction from past steps, ``x`` (its variance grows to
     ``P + q (i - last)``). :meth:`update` absorbs the group's ``G`` rewards at
-    once: ``P' = 1/(1/P_pred + G/r)``, ``x' = P'(x/P_pred + sum Z / r)``.
-    Unseen prompts start at the global running mean with variance ``p0``.
+    once: ``P' = 1/(1/P_pred + G/r)``, ``x' = P'(x/P_pred + sum Z / r)``, computed
+    as the convex step ``x' = x + k (mean Z - x)``, ``k = 1/(1 + r/(G P_pred))``,
+    which cannot overflow. Unseen prompts start at the global running mean with
+    variance ``p0``.
     (The KRPO paper filters rewards within a group; this is the cross-step
     variant that makes it comparable with KAE, documented as such.)
 
@@ -194,6 +266,9 @@ class KRPO(_Tracker):
         Observation-noise variance (0.25 is the largest Bernoulli variance).
     p0 : float > 0, default 0.25
         Prior variance of an unseen prompt.
+    max_prompts : int or None, default 65536
+        Most prompts tracked; beyond it the least recently updated are
+        forgotten (one that returns is unseen again). ``None``: no bound.
 
     Examples
     --------
@@ -204,29 +279,28 @@ class KRPO(_Tracker):
     0.5
     """
 
-    _columns = ("x", "P", "last")
+    _columns = ("x", "P")
+    _column_lo = {"P": _POSITIVE}
 
-    def __init__(self, q=1e-3, r=0.25, p0=0.25):
+    def __init__(self, q=1e-3, r=0.25, p0=0.25, max_prompts=65536):
         self.q = check_positive("q", q)
         self.r = check_positive("r", r)
         self.p0 = check_positive("p0", p0)
         self._params = {"q": self.q, "r": self.r, "p0": self.p0}
-        super().__init__()
+        super().__init__(max_prompts)
 
     def _compute(self, batch: Batch):
         return self._column_baseline(batch, "x")
 
-    def _update(self, batch: Batch):
-        known = self.table.rows(batch.uniq) >= 0
-        rows = self.table.rows(batch.uniq, create=True)
-        x, P, last = self.table["x"], self.table["P"], self.table["last"]
+    def _absorb(self, batch: Batch, rows, known):
+        x, P = self.table["x"], self.table["P"]
         new = rows[~known]
-        x[new], P[new], last[new] = self.global_mean, self.p0, batch.step
-        p_pred = P[rows] + self.q * (batch.step - last[rows])
-        p_post = 1.0 / (1.0 / p_pred + batch.counts / self.r)
-        x[rows] = p_post * (x[rows] / p_pred + batch.sums / self.r)
-        P[rows] = p_post
-        last[rows] = batch.step
+        x[new], P[new] = self.global_mean, self.p0
+        gap = np.where(known, batch.step - self.table.last[rows], 0)
+        p_pred = P[rows] + self.q * gap
+        gain = 1.0 / (1.0 + self.r / (batch.counts * p_pred))
+        x[rows] = x[rows] + gain * (batch.sums / batch.counts - x[rows])
+        P[rows] = 1.0 / (1.0 / p_pred + batch.counts / self.r)
 
 
 @register_estimator("ema")
@@ -240,6 +314,9 @@ class EMA(_Tracker):
     Parameters
     ----------
     decay : float in [0, 1), default 0.9
+    max_prompts : int or None, default 65536
+        Most prompts tracked; beyond it the least recently updated are
+        forgotten (one that returns is unseen again). ``None``: no bound.
 
     Examples
     --------
@@ -253,17 +330,15 @@ class EMA(_Tracker):
 
     _columns = ("v",)
 
-    def __init__(self, decay=0.9):
+    def __init__(self, decay=0.9, max_prompts=65536):
         self.decay = check_unit("decay", decay, open_high=True)
         self._params = {"decay": self.decay}
-        super().__init__()
+        super().__init__(max_prompts)
 
     def _compute(self, batch: Batch):
         return self._column_baseline(batch, "v")
 
-    def _update(self, batch: Batch):
-        known = self.table.rows(batch.uniq) >= 0
-        rows = self.table.rows(batch.uniq, create=True)
+    def _absorb(self, batch: Batch, rows, known):
         v = self.table["v"]
         mean = batch.sums / batch.counts
         v[rows] = np.where(known, self.decay * v[rows] + (1.0 - self.decay) * mean, mean)
@@ -303,6 +378,8 @@ class JSPO(AdvantageEstimator):
     array([0.714, 0.714, 0.81 , 0.381, 0.476, 0.476, 0.5  ])
     """
 
+    rescales = True
+
     def _compute(self, batch: Batch):
         inv, g = batch.inverse, batch.counts
         mean = batch.sums / g
@@ -321,4 +398,4 @@ class JSPO(AdvantageEstimator):
         B = np.where(multi, B, 1.0)
         c = center[inv]
         base = c + (1.0 - B) * (loo - c)
-        return batch.z - base, base
+        return batch.unscale(batch.z - base), batch.unscale(base)
