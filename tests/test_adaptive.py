@@ -178,25 +178,31 @@ def test_baselines_stay_within_the_rewards_seen(steps):
 
 
 def test_save_resume_is_bit_identical_and_a_failed_load_changes_nothing():
+    # (tests/test_advantage_robustness.py corrupts every leaf of every estimator's state; this is the
+    # kae_auto specifics: evictions under max_prompts, the pooled statistics, the analysis cache.)
     rng = np.random.default_rng(SEED)
-    run = schedule(rng, 80, n_prompts=8)
-    a = get_estimator("kae_auto", windows=[1.0, 2.0, 4.0])  # small windows: the prompt sweep runs
+    run = schedule(rng, 80, n_prompts=12, p_skip=0.6)
+    a = get_estimator("kae_auto", max_prompts=10)  # 12 prompts: evictions happen
     for step, keys, z in run[:50]:
         a.compute(keys, z, step)
         a.update(keys, z, step)
+    assert a.bank.evicted > 0
     state = pickle.loads(pickle.dumps(a.state_dict()))
-    b = get_estimator("kae_auto", windows=[1.0, 2.0, 4.0])
+    b = get_estimator("kae_auto", max_prompts=10)
     b.load_state_dict(state)
-    c = get_estimator("kae_auto", windows=[1.0, 2.0, 4.0])
+    c = get_estimator("kae_auto", max_prompts=10)
     c.load_state_dict(state)
+    step, keys, z = run[50]
+    c.compute(keys, z, step)  # leaves an analysis in the cache: a load must drop it
     broken = pickle.loads(pickle.dumps(state))
-    broken["bank"]["S"] = broken["bank"]["S"][:-1]
-    with pytest.raises(ValueError, match="window-bank state 'S'"):
+    broken["pooled"]["drift"][1, 0] = -1.0
+    with pytest.raises(ValueError, match="negative sum of squares"):
         c.load_state_dict(broken)
     broken = pickle.loads(pickle.dumps(state))
-    broken["pooled"]["phi"] = np.array([np.nan, 1.0])
-    with pytest.raises(ValueError, match="NaN"):
+    broken["bank"]["last"][0] = 10**6
+    with pytest.raises(ValueError, match="after the last update"):
         c.load_state_dict(broken)
+    c.load_state_dict(state)
     for step, keys, z in run[50:]:
         ra, rb, rc = (e.compute(keys, z, step) for e in (a, b, c))
         np.testing.assert_array_equal(ra.baselines, rb.baselines)
@@ -207,16 +213,16 @@ def test_save_resume_is_bit_identical_and_a_failed_load_changes_nothing():
         get_estimator("kae_auto").load_state_dict(state)
 
 
-def test_memory_is_bounded_by_the_prompts_of_the_last_windows():
-    # A prompt unseen for more than 27.6 x the widest window has weight < 1e-12 everywhere: dropped at the
-    # next sweep (every 64 steps). With windows up to 2 steps, prompts die after ~56 steps.
-    est = get_estimator("kae_auto", windows=[1.0, 2.0])
+def test_memory_is_bounded_by_max_prompts():
+    # Every prompt is served once and never again: the bank keeps at most max_prompts rows (the least
+    # recently updated go first), so memory does not grow with training.
+    est = get_estimator("kae_auto", max_prompts=50)
     for step in range(1, 400):
-        keys = [step, step]  # every prompt is served once, never again
+        keys = [step, step]
         est.compute(keys, np.array([1.0, 0.0]), step)
         est.update(keys, np.array([1.0, 0.0]), step)
-        assert len(est.bank) <= 56 + 64 + 1
-    assert est.bank.W.shape[0] <= 2 * (56 + 64 + 1)
+        assert len(est.bank) <= 50
+    assert est.bank.evicted == 399 - 50 and est.bank.W.shape[0] <= 100
 
 
 def test_torch_in_torch_out():
@@ -237,7 +243,10 @@ def test_torch_in_torch_out():
         (lambda: KAEAuto(z=0), ValueError, "z must be"),
         (lambda: KAEAuto(drift_memory=-1), ValueError, "drift_memory"),
         (lambda: KAEAuto(reward_range=(1.0, 0.0)), ValueError, "low < high"),
-        (lambda: KAEAuto(reward_range=3), TypeError, "pair"),
+        (lambda: KAEAuto(reward_range=3), TypeError, "reward_range"),
+        (lambda: KAEAuto(reward_range=(0.0, 0.5, 1.0)), ValueError, "pair"),
+        (lambda: KAEAuto(windows=[[1.0, 2.0]]), TypeError, "windows"),
+        (lambda: KAEAuto(max_prompts=0), ValueError, "max_prompts"),
         (lambda: KAEAuto(shrink="no"), TypeError, "shrink"),
         (lambda: KAEAuto().compute([0], np.array([2.0]), 1), ValueError, "reward_range"),
         (lambda: KAEAuto().update([0], np.array([-0.5]), 1), ValueError, "reward_range"),

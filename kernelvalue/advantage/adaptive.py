@@ -20,7 +20,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Batch, StatefulEstimator, check_positive, key_rows, register_estimator
+from .base import (
+    Batch,
+    StatefulEstimator,
+    StateReader,
+    check_bool,
+    check_optional_positive_int,
+    check_positive,
+    drop_rows,
+    grown_rows,
+    key_rows,
+    register_estimator,
+    rows_to_evict,
+)
 
 __all__ = ["KAEAuto", "lepski_select", "propagation_critical_value", "dispersion_terms", "loo_shrinkage"]
 
@@ -28,10 +40,6 @@ DEFAULT_WINDOWS = tuple(float(2**k) for k in range(10))  # 1 .. 512 steps
 # Critical value of the window tests, from propagation_critical_value(alpha=0.05) (2.4 at every G in
 # 1..16 for the default windows; tests/test_adaptive.py recomputes it).
 Z_PROPAGATION = 2.4
-# A prompt unseen for more than log(1/_FORGET) widest time constants (~27.6 x 512 steps) carries weight
-# < 1e-12 relative to a new reward in every window: its row is dropped.
-_FORGET = 1e-12
-_SWEEP_EVERY = 64
 
 
 # --------------------------------------------------------------------------- pure pieces
@@ -237,32 +245,46 @@ class _WindowBank:
     window ``Q = sum rho^lag sum Z^2``. Moving to step ``i`` multiplies by
     ``rho^(i - last)`` (and shifts every lag by ``i - last``): the exact kernel
     sums of the exponential kernel, with O(H) memory per prompt whatever the
-    history's length.
+    history's length. At most ``max_prompts`` prompts are held, the least
+    recently updated forgotten first (one that returns is new again).
     """
 
-    def __init__(self, windows):
+    def __init__(self, windows, max_prompts=None):
         self.windows = np.asarray(windows, dtype=np.float64)
+        self.max_prompts = max_prompts
         self._index: dict = {}
         self._keys: list = []
         H = self.windows.shape[0]
         self.W, self.W2, self.S, self.D = (np.zeros((8, H)) for _ in _SUMS)
         self.Q = np.zeros(8)
         self.last = np.zeros(8, dtype=np.int64)
-        self.last_sweep = 0
+        self.evicted = 0
 
     def __len__(self):
         return len(self._keys)
 
+    def _arrays(self):
+        return [self.W, self.W2, self.S, self.D, self.Q, self.last]
+
+    def _set(self, arrays):
+        self.W, self.W2, self.S, self.D, self.Q, self.last = arrays
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self._arrays())
+
     def rows(self, keys, create=False):
+        """Row of each key (-1 if unknown); ``create`` first makes room, then adds the unknown keys."""
+        if create and self.max_prompts is not None:
+            drop = rows_to_evict(self._index, self._keys, keys, self.last[: len(self._keys)], self.max_prompts)
+            if drop.size:
+                self._set(drop_rows(self._index, self._keys, self._arrays(), drop))
+                self.evicted += int(drop.size)
         out = key_rows(self._index, self._keys, keys, create)
         size = self.last.shape[0]
         if create and len(self._keys) > size:
-            extra = max(len(self._keys), 2 * size) - size
-            for name in _SUMS:
-                a = getattr(self, name)
-                setattr(self, name, np.concatenate([a, np.zeros((extra, a.shape[1]))]))
-            self.Q = np.concatenate([self.Q, np.zeros(extra)])
-            self.last = np.concatenate([self.last, np.zeros(extra, dtype=np.int64)])
+            extra = grown_rows(size, len(self._keys), self.max_prompts) - size
+            self._set([np.concatenate([a, np.zeros((extra,) + a.shape[1:], dtype=a.dtype)]) for a in self._arrays()])
         return out
 
     def at(self, rows, step):
@@ -284,55 +306,34 @@ class _WindowBank:
         self.Q[rows] = Q + sumsq
         self.last[rows] = step
 
-    def forget(self, step):
-        """Every ``_SWEEP_EVERY`` steps, drop prompts whose every weight fell below ``_FORGET``."""
-        if step - self.last_sweep < _SWEEP_EVERY:
-            return
-        self.last_sweep = step
-        p = len(self._keys)
-        stale = (step - self.last[:p]) > -np.log(_FORGET) * self.windows[-1]
-        if not stale.any():
-            return
-        keep = np.flatnonzero(~stale)
-        self._keys = [self._keys[i] for i in keep]
-        self._index = {k: i for i, k in enumerate(self._keys)}
-        for name in _SUMS + ("Q", "last"):
-            arr = getattr(self, name)
-            new = np.zeros_like(arr)
-            new[: keep.size] = arr[keep]
-            setattr(self, name, new)
-
     def state_dict(self):
         p = len(self._keys)
         arrays = {n: getattr(self, n)[:p].copy() for n in _SUMS + ("Q", "last")}
-        return {"keys": list(self._keys), "last_sweep": self.last_sweep, **arrays}
+        return {"keys": list(self._keys), "evicted": self.evicted, **arrays}
 
-    def checked(self, state):
-        """Validated copies of a :meth:`state_dict` (raises, changing nothing, if malformed)."""
-        keys = list(state["keys"])
+    def read_state(self, rd: StateReader, last_update: int) -> _WindowBank:
+        """A new bank holding a validated saved state (this one is left alone)."""
+        bank = _WindowBank(self.windows, self.max_prompts)
+        keys = rd.keys("keys")
         p, H = len(keys), self.windows.shape[0]
-        if len(set(keys)) != p:
-            raise ValueError("window-bank state has duplicate prompt keys.")
-        out = {"keys": keys, "last_sweep": int(state["last_sweep"])}
-        shapes = {**{n: ((p, H), np.float64) for n in _SUMS}, "Q": ((p,), np.float64), "last": ((p,), np.int64)}
-        for name, (shape, dtype) in shapes.items():
-            arr = np.array(state[name], dtype=dtype)
-            if arr.shape != shape or not np.all(np.isfinite(arr)):
-                raise ValueError(f"window-bank state {name!r} must be finite with shape {shape}, got {arr.shape}.")
-            out[name] = arr
-        return out
-
-    def load(self, checked):
-        p = len(checked["keys"])
+        if self.max_prompts is not None and p > self.max_prompts:
+            raise ValueError(f"{rd.what} holds {p} prompts, more than max_prompts={self.max_prompts}.")
+        last = rd.array("last", (p,), integer=True, lo=1)
+        if p and last.max() > last_update:
+            raise ValueError(f"{rd.what}['last'] holds a step after the last update ({last_update}); the state is corrupt.")
+        # Weights, squared weights, lags and squares are sums of nonnegative terms; S may have any sign.
+        sums = {n: rd.array(n, (p, H), lo=None if n == "S" else 0.0) for n in _SUMS}
+        Q = rd.array("Q", (p,), lo=0.0)
         size = max(8, p)
-        self._keys = checked["keys"]
-        self.last_sweep = checked["last_sweep"]
-        self._index = {k: i for i, k in enumerate(self._keys)}
-        for name in _SUMS + ("Q", "last"):
-            arr = checked[name]
-            new = np.zeros((size,) + arr.shape[1:], dtype=arr.dtype)
-            new[:p] = arr
-            setattr(self, name, new)
+        arrays = []
+        for arr in (*sums.values(), Q, last):
+            full = np.zeros((size,) + arr.shape[1:], dtype=arr.dtype)
+            full[:p] = arr
+            arrays.append(full)
+        bank._set(arrays)
+        bank._keys, bank._index = keys, {k: i for i, k in enumerate(keys)}
+        bank.evicted = rd.int("evicted", lo=0)
+        return bank
 
 
 # --------------------------------------------------------------------------- estimator
@@ -434,6 +435,10 @@ class KAEAuto(StatefulEstimator):
         Empirical-Bayes pooling across prompts.
     reward_range : (float, float), default (0.0, 1.0)
         Bounds of the rewards (the variance model); rewards outside raise.
+    max_prompts : int or None, default 65536
+        Most prompts held; beyond it the least recently updated are forgotten
+        (one that returns is new again). ``None``: no bound. Memory is
+        ``O(max_prompts x len(windows))`` whatever the length of training.
 
     Attributes
     ----------
@@ -461,27 +466,25 @@ class KAEAuto(StatefulEstimator):
     40 8.0 0.75
     """
 
-    def __init__(self, windows=None, z=Z_PROPAGATION, drift_memory=8.0, shrink=True, reward_range=(0.0, 1.0)):
+    def __init__(self, windows=None, z=Z_PROPAGATION, drift_memory=8.0, shrink=True, reward_range=(0.0, 1.0),
+                 max_prompts=65536):  # fmt: skip
         super().__init__()
-        w = np.asarray(DEFAULT_WINDOWS if windows is None else windows, dtype=np.float64).reshape(-1)
-        if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w <= 0) or np.any(np.diff(w) <= 0):
+        w = np.array(DEFAULT_WINDOWS if windows is None else _numbers("windows", windows), dtype=np.float64)
+        if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)) or np.any(w <= 0) or np.any(np.diff(w) <= 0):
             raise ValueError(f"windows must be increasing, finite time constants > 0 (steps), got {windows!r}.")
         self.windows = w
         self.z = check_positive("z", z)
         self.drift_memory = check_positive("drift_memory", drift_memory)
-        if not isinstance(shrink, (bool, np.bool_)):
-            raise TypeError(f"shrink must be True or False, got {shrink!r}.")
-        self.shrink = bool(shrink)
-        try:
-            lo, hi = (float(v) for v in reward_range)
-        except (TypeError, ValueError):
-            raise TypeError(f"reward_range must be a pair (low, high) of numbers, got {reward_range!r}.") from None
-        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-            raise ValueError(f"reward_range must be finite with low < high, got {reward_range!r}.")
+        self.shrink = check_bool("shrink", shrink)
+        bounds = _numbers("reward_range", reward_range)
+        if len(bounds) != 2 or not (np.isfinite(bounds[0]) and np.isfinite(bounds[1]) and bounds[0] < bounds[1]):
+            raise ValueError(f"reward_range must be a pair (low, high), finite, low < high, got {reward_range!r}.")
+        lo, hi = bounds
         self.reward_range = (lo, hi)
-        self._params = {"windows": w.tolist(), "z": self.z, "drift_memory": self.drift_memory,
-                        "shrink": self.shrink, "reward_range": [lo, hi]}  # fmt: skip
-        self.bank = _WindowBank(w)
+        self.max_prompts = check_optional_positive_int("max_prompts", max_prompts)
+        self._params = {"windows": w.tolist(), "z": self.z, "drift_memory": self.drift_memory, "shrink": self.shrink,
+                        "reward_range": [lo, hi], "max_prompts": self.max_prompts}  # fmt: skip
+        self.bank = _WindowBank(w, self.max_prompts)
         # Pooled, discounted statistics of past steps: drift evidence per window (sum of excess errors, of
         # their squares, of squared mean lags) and the prior's moments (count, sum mu, sum mu^2, sum r, sum b).
         self._drift = np.zeros((3, w.shape[0]))
@@ -555,8 +558,9 @@ class KAEAuto(StatefulEstimator):
         n = np.where(np.isfinite(m), 1.0 / ratio, 0.0)
         if np.isinf(a):  # tau^2 = 0: every prompt has the value c
             return np.full(n.shape, phi * (c - lo) * (hi - c))
-        post = (n * np.nan_to_num(m) + a * c) / (n + a)
-        return phi * (post - lo) * (hi - post) * (n + a) / (n + a + 1.0)
+        tot = n + a  # 0 only with no data and a = 0 (tau^2 at its maximum): then the prior mean
+        post = np.where(tot > 0, (n * np.nan_to_num(m) + a * c) / np.where(tot > 0, tot, 1.0), c)
+        return phi * (post - lo) * (hi - post) * tot / (tot + 1.0)
 
     def _choose(self, est, ratio, lag, sigma2, phi):
         """Window per row: least estimated MSE, capped by the Lepski test. Returns the estimate, its ``r``,
@@ -635,7 +639,6 @@ class KAEAuto(StatefulEstimator):
     def _update(self, batch: Batch) -> None:
         self._check_range(batch)
         _, hist, Q, (est, ratio, lag, _), (mu, mr, mb2, _) = self._analysis(batch)
-        self._cache = None  # the state changes below
         decay = np.exp(-(batch.step - self._pooled_step) / self.drift_memory)
         # Forward validation of every window on the rewards with a past: E (Z - V_L)^2 = sigma^2 (1 + r_L)
         # + delta_L^2 lambda_L^2, sigma^2 pooled from each prediction's narrowest window (the current group,
@@ -655,20 +658,20 @@ class KAEAuto(StatefulEstimator):
             r_ref = np.where(paired, r[:, 0], 0.0)[:, None]
             excess = err2[:, 1:] - e_ref - s2 * (r[:, 1:] - r_ref)
             new = np.stack([excess.sum(axis=0), (excess * excess).sum(axis=0), l2[:, 1:].sum(axis=0)])
-        self._drift = np.array([decay, decay * decay, decay])[:, None] * self._drift + new
+        drift = np.array([decay, decay * decay, decay])[:, None] * self._drift + new
         # Dispersion: a group of two or more from its own spread (no drift within a step); a lone reward
         # with its prompt's past (widest window).
         lo, hi = self.reward_range
         n, ss, own = batch.counts, batch.group_sum(batch.z * batch.z), batch.counts >= 2
         W, W2, S = (np.where(own, 0.0, a[:, -1]) for a in hist[:3])
         terms = dispersion_terms(W + n, W2 + n, S + batch.sums, np.where(own, 0.0, Q) + ss, lo, hi)
-        self._phi = decay * self._phi + np.array([terms[0].sum(), terms[1].sum()])
+        phi = decay * self._phi + np.array([terms[0].sum(), terms[1].sum()])
         ok = np.isfinite(mu)
         mu, mr, mb2 = mu[ok], mr[ok], mb2[ok]
-        self._prior = decay * self._prior + np.array([mu.size, mu.sum(), mu @ mu, mr.sum(), mb2.sum()])
-        self._pooled_step = batch.step
+        prior = decay * self._prior + np.array([mu.size, mu.sum(), mu @ mu, mr.sum(), mb2.sum()])
+        # The bank first: if the step's prompts exceed max_prompts it raises before changing anything.
         self.bank.add(batch.uniq, batch.counts, batch.sums, ss, batch.step)
-        self.bank.forget(batch.step)
+        self._drift, self._phi, self._prior, self._pooled_step, self._cache = drift, phi, prior, batch.step, None
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -678,23 +681,30 @@ class KAEAuto(StatefulEstimator):
                            "step": self._pooled_step}  # fmt: skip
         return state
 
-    def load_state_dict(self, state: dict) -> None:
-        # Validate everything before changing anything: a failed load changes nothing. A state of another
-        # estimator or other options is refused by the base class, which raises before assigning.
-        if (state.get("estimator"), state.get("params")) != (self.name, self._params):
-            super().load_state_dict(state)
-        bank = self.bank.checked(state["bank"])
-        pooled = state["pooled"]
-        drift = np.array(pooled["drift"], dtype=np.float64)
-        prior = np.array(pooled["prior"], dtype=np.float64)
-        phi = np.array(pooled["phi"], dtype=np.float64)
-        if drift.shape != self._drift.shape or prior.shape != (5,) or phi.shape != (2,):
-            raise ValueError(f"pooled state must hold drift {self._drift.shape}, prior (5,) and phi (2,), got "
-                             f"{drift.shape}, {prior.shape}, {phi.shape}; was it saved with other windows?")  # fmt: skip
-        if not all(np.all(np.isfinite(a)) for a in (drift, prior, phi)):
-            raise ValueError("pooled state holds NaN or inf.")
-        step = int(pooled["step"])
-        super().load_state_dict(state)
-        self.bank.load(bank)
-        self._drift, self._prior, self._phi, self._pooled_step = drift, prior, phi, step
-        self._cache = None
+    def _read_state(self, reader: StateReader) -> dict:
+        staged = super()._read_state(reader)
+        last_update = staged["_last_update"]
+        staged["bank"] = self.bank.read_state(reader.sub("bank"), last_update)
+        pooled = reader.sub("pooled")
+        H = self.windows.shape[0]
+        drift = pooled.array("drift", (3, H))
+        if np.any(drift[1:] < 0):  # sums of squares and of squared lags
+            raise ValueError("state_dict['pooled']['drift'] holds a negative sum of squares; the state is corrupt.")
+        prior = pooled.array("prior", (5,))
+        if np.any(prior[[0, 2, 3, 4]] < 0):  # count, sum mu^2, sum r, sum b
+            raise ValueError("state_dict['pooled']['prior'] holds a negative count or sum of squares; the state is corrupt.")
+        staged.update(_drift=drift, _prior=prior, _phi=pooled.array("phi", (2,), lo=0.0),
+                      _pooled_step=pooled.int("step", lo=0, hi=last_update), _cache=None)  # fmt: skip
+        return staged
+
+
+def _numbers(name, value) -> list:
+    """A flat sequence of real numbers as floats, else a TypeError naming the option."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(f"{name} must be a sequence of numbers, got {value!r}.")
+    out = []
+    for v in value:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a sequence of numbers, got {value!r}.")
+        out.append(float(v))
+    return out
