@@ -10,21 +10,21 @@ the curves differ only through the smoothing. Writes ``results/figure3.csv``,
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import paper
-from .measure import paired_run, summarise
+from .measure import paired_seeds, summarise
 from .report import Provenance, device_label, entry_config, entry_parser, model_label, save_figure, write_result
 from .table1 import measure_steps
+from .verdict import VERDICTS, describe_or_why, per_seed, relative_reduction
 
 NAME = "figure3"
 KERNELS = ("triangular", "exponential", "epanechnikov", "gaussian")
 BANDWIDTHS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-REFERENCES = {"GRPO": ("grpo", {}), "REINFORCE++": ("reinforce_pp", {})}
+REFERENCES = {"grpo": ("GRPO", {}), "reinforce_pp": ("REINFORCE++", {})}
 
 
 def label(kernel: str, h: float) -> str:
@@ -41,8 +41,8 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> None:
     kae = table[table["kernel"].notna()]
     for kernel, part in kae.groupby("kernel", sort=False):
         part = part.sort_values("h")
-        ax.errorbar(part["h"], part["value_mse"], yerr=part["std_err"], marker="o", capsize=2, label=f"KAE, {kernel}")
-    # Error bars: +-1 standard error over (seed, step) cells; the curves are paired (same samples), so
+        ax.errorbar(part["h"], part["value_mse"], yerr=part["se_seeds"], marker="o", capsize=2, label=f"KAE, {kernel}")
+    # Error bars: +-1 standard error across seeds; the curves are paired (same samples), so
     # differences between them are far more certain than the bars suggest.
     styles = iter(["--", ":"])
     for _, row in table[table["kernel"].isna()].iterrows():
@@ -60,11 +60,10 @@ def main(argv=None) -> pd.DataFrame:
     cfg, opts = entry_config(NAME, args)
     prov = Provenance(NAME, args.preset, model_label(cfg), opts["seeds"], device_label(cfg))
     estimators = {label(k, h): ("kae", {"kernel": k, "bandwidth": h}) for k in KERNELS for h in BANDWIDTHS}
-    estimators.update(REFERENCES)
+    estimators.update({key: (key, kwargs) for key, (_, kwargs) in REFERENCES.items()})
     steps = measure_steps(cfg, opts)
-    rows = []
-    for seed in opts["seeds"]:
-        rows += paired_run(dataclasses.replace(cfg, seed=seed), estimators, steps, opts["mc_samples"], progress=not args.quiet)
+    rows = paired_seeds(cfg, estimators, steps, opts["mc_samples"], opts["seeds"], workers=args.workers,
+                        progress=not args.quiet).cells
     summary = summarise(rows, "value_mse", reference=())
     params = {label(k, h): (k, h) for k in KERNELS for h in BANDWIDTHS}
     summary["kernel"] = [params.get(e, (None, np.nan))[0] for e in summary["estimator"]]
@@ -76,16 +75,21 @@ def main(argv=None) -> pd.DataFrame:
         "driver (trains the policy)": cfg.estimator,
         "G, prompts per step, J, steps": f"{cfg.G}, {cfg.prompts_per_step}, {cfg.J}, {cfg.steps}",
         "grid": f"kernels {', '.join(KERNELS)}; h in {', '.join(map(str, BANDWIDTHS))}",
-        "error bars": "+-1 standard error over (seed, measured step) cells",
+        "error bars": "+-1 standard error across seeds",
+        "bandwidth reading": "h relative to the step (window h x i)",
     }
     refs = summary[summary["kernel"].isna()].set_index("estimator")["value_mse"]
     kae = summary[summary["kernel"].notna()]
     findings = [f"{name}: value MSE {v:.4g}." for name, v in refs.items()]
-    for ref, v in refs.items():
-        below = kae[kae["value_mse"] < v]
+    wide = per_seed(pd.DataFrame(rows), "value_mse")
+    for ref, (name, _) in REFERENCES.items():
+        effects = {e: describe_or_why(relative_reduction(wide, e, ref))[1] for e in kae["estimator"]}
+        verdicts = {e: eff.verdict if eff is not None else "undecided" for e, eff in effects.items()}
+        counts = {v: sum(x == v for x in verdicts.values()) for v in VERDICTS}
         findings.append(
-            f"{len(below)} of {len(kae)} KAE (kernel, h) settings have a value MSE below {ref}'s"
-            + ("" if len(below) == len(kae) else f" (above: {', '.join(kae[kae['value_mse'] >= v]['estimator'])})")
+            f"KAE below {name} (per-seed paired reduction, 95% CI): holds for {counts['holds']} of {len(kae)} "
+            f"(kernel, h) settings, does not hold for {counts['does not hold']}, undecided for {counts['undecided']}"
+            + (f" ({', '.join(e for e, v in verdicts.items() if v != 'holds')})" if counts["holds"] < len(kae) else "")
             + "."
         )
     for kernel, part in kae.groupby("kernel", sort=False):

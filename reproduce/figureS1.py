@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .figure4 import change_sentence, gain_sentence, run_curves
+from .figure4 import METRIC, change_sentence, gain_sentence, run_curves
 from .report import write_result
 
 NAME = "figureS1"
@@ -23,7 +23,7 @@ ESTIMATORS = {"KAE": ("kae", {}), "GRPO": ("grpo", {})}
 
 def lead_from(data: pd.DataFrame, ours: str = "KAE", ref: str = "GRPO"):
     """First evaluated step from which ``ours``'s mean accuracy stays above ``ref``'s (None if never)."""
-    means = data.pivot_table(index="step", columns="estimator", values="test_acc")
+    means = data.pivot_table(index="step", columns="estimator", values=METRIC)
     ahead = (means[ours] > means[ref]).to_numpy()
     after = np.flatnonzero(~ahead)
     first = 0 if len(after) == 0 else after[-1] + 1
@@ -34,9 +34,9 @@ def main(argv=None) -> pd.DataFrame:
     args, cfg, table, data, prov, fig = run_curves(NAME, "Figure S.1: KAE vs GRPO, same schedule", ESTIMATORS, argv)
     lead = lead_from(data)
     findings = [
-        gain_sentence(table, "KAE", "GRPO", "KAE leads", cfg.n_test),
-        change_sentence(table, "KAE", cfg.n_test),
-        change_sentence(table, "GRPO", cfg.n_test),
+        gain_sentence(data, "KAE", "GRPO", "KAE leads"),
+        change_sentence(data, "KAE"),
+        change_sentence(data, "GRPO"),
         f"KAE's mean accuracy stays above GRPO's from step {lead} on (paper: after ~30 steps)."
         if lead is not None
         else "KAE's mean accuracy does not stay above GRPO's to the end (paper: it leads after ~30 steps).",

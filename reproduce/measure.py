@@ -1,45 +1,63 @@
-"""Measurements along training paths: paired value/gradient MSE (Tables 1-2, Figure 3) and accuracy curves.
+"""Measurements along training paths: paired value/gradient MSE (Tables 1-2, Figure 3) and accuracy runs.
 
 Paired protocol (Tables 1-2, Figure 3). One *driver* estimator (``cfg.estimator``)
 trains the policy exactly as a plain ``Trainer`` run with the same seed would.
 Every estimator under test sees the same path: at every step all of them
 ``update`` with the driver's batch rewards, and at the measured steps all of
-them ``compute`` baselines on that same batch. The truth at a measured step
-comes from ``mc_samples`` extra responses per batch prompt, drawn from the
-current (pre-update) policy with a separate random generator, so measuring
-never changes the path:
+them ``compute`` on that same batch. The truth at a measured step comes from
+``mc_samples`` extra responses per batch prompt, drawn from the current
+(pre-update) policy with a separate random generator, so measuring never
+changes the path.
 
-- value truth: ``V(x)`` = mean reward of the extra responses. An estimator's
-  value MSE is the mean over the batch's responses of ``(b - V)^2`` minus the
-  Monte-Carlo noise ``mean(s^2(x) / M)`` (``s^2``: unbiased reward variance of
-  the M extra samples). The truth's error is independent of every estimator's
-  baseline (fresh samples), so ``E(b - V_mc)^2 = E(b - V)^2 + Var(V_mc)`` and the
-  subtraction removes the common noise floor without bias.
-- gradient truth: REINFORCE ``(1/(n*L)) sum_i (Z_i - b_i) grad log pi(y_i|x_i)``
-  (``L`` = ``max_new_tokens``: the Dr. GRPO ``seq-mean-token-sum-norm`` form at
-  ratio 1) on a fixed parameter subset, the last transformer block. The batch
-  estimate of estimator ``e`` uses ``b_i`` = its baseline; the truth uses the
-  extra responses with a leave-one-out mean of the other extra responses of the
-  same prompt as baseline (independent of ``Z_i``, so unbiased). The extra
-  responses are split in halves ``A``/``B``; ``||g_A - g_B||^2 / 4`` estimates the
-  truth's own noise and is subtracted as above. We use baselines, not the
-  estimators' advantages, so an estimator's std scaling cannot change the
-  gradient's scale: Table 2 compares baselines, as the paper's theory does.
+Values. ``V(x)`` = mean reward of the extra responses. An estimator's value MSE
+is the mean over the batch's responses of ``(b - V)^2`` minus the Monte-Carlo
+noise ``mean(s^2(x) / M)`` (``s^2``: unbiased reward variance of the M extra
+samples): the truth's error is independent of every baseline (fresh samples),
+so ``E(b - V_mc)^2 = E(b - V)^2 + Var(V_mc)`` and the subtraction is unbiased.
 
-``accuracy_curves`` trains one run per estimator and seed and evaluates greedy
-test accuracy every ``eval_every`` steps (Figures 4 and S.1).
+Gradients, as each method defines them. Each estimator's gradient uses its own
+advantages (GRPO's std normalisation, REINFORCE++'s batch whitening, GPG's
+rescaling, ...) and its own loss aggregation (:data:`AGGREGATION`), on a fixed
+parameter subset (the last transformer block). Every such gradient is linear in
+the per-response scores ``s_i = grad sum_t log pi(y_it | x_i, y_i<t)``, so the
+scores are computed once per measured step and every estimator's gradient is a
+weighted sum of them; per prompt ``p`` its contribution is
+``c_p = sum_{i in p} a_i w_i s_i`` with the aggregation's weight ``w_i``, and the
+batch gradient is ``mean_p c_p``. The truth is the unbiased policy gradient in
+the ``seq-mean-token-sum-norm`` scale (``E[(Z - V) s] / L``, ``L`` =
+``max_new_tokens``), per prompt ``t_p``, from the extra responses with
+leave-one-out baselines inside two halves A/B; ``||t_A - t_B||^2 / 4`` estimates
+its own noise, subtracted as above.
+
+Batch size. With ``e_p = c_p - t_p`` i.i.d. over prompts, the gradient MSE at ``B``
+prompts per batch is ``bias^2 + (m2 - bias^2) / B`` where ``m2 = E||e_p||^2``
+(noise-corrected mean over the batch's prompts) and ``bias^2 = ||E e_p||^2``,
+estimated without bias by the mean of ``<e_p, e_q>`` over pairs ``p != q`` (the
+truth's noise is independent across prompts). At the measured ``B`` this equals
+the directly measured MSE exactly; other ``B`` extrapolate (Theorem 2's
+``MSE(g_oracle) + O(MSE(V)/B)`` form). Estimators that pool across prompts
+(REINFORCE++'s batch statistics, GPG's rescaling, shrinkage) are evaluated with
+the measured batch's statistics, which the i.i.d. extrapolation holds fixed.
+
+``accuracy_runs`` trains one run per (method, seed), in parallel worker
+processes, and evaluates held-out accuracy (mean@k at the training temperature,
+pass@k and greedy) at step 0 and every ``eval_every`` steps (Figures 4 and S.1,
+Tables 3-4).
 
 Example
 -------
 >>> cfg = get_preset("small", steps=24, estimator="kae")                    # doctest: +SKIP
->>> rows = paired_run(cfg, {"KAE": ("kae", {}), "GRPO": ("grpo", {})},
-...                   measure_steps=range(4, 25, 4), mc_samples=64)          # doctest: +SKIP
->>> summarise(rows, "value_mse")                                             # doctest: +SKIP
+>>> res = paired_run(cfg, {"kae": ("kae", {}), "grpo": ("grpo", {})},
+...                  measure_steps=range(4, 25, 4), mc_samples=64)           # doctest: +SKIP
+>>> summarise(res.cells, "value_mse")                                        # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -48,8 +66,13 @@ import torch
 from .presets import Config
 from .trainer import Rollout, Trainer, _to_numpy
 
-GRADIENT_MODE = "seq-mean-token-sum-norm"
+TRUTH_MODE = "seq-mean-token-sum-norm"
 GRADIENT_PARAMS = "the last transformer block (all its weights: attention, MLP, norms)"
+# Loss aggregation as each method defines it (others: the unbiased seq-mean-token-sum-norm form).
+# GRPO (Shao et al. 2024): mean over responses of each response's token mean. Dr. GRPO (Liu et al. 2025):
+# token sums over a constant. GPG (Chu et al. 2025) and REINFORCE++ (Hu 2025): mean over all tokens.
+AGGREGATION = {"grpo": "seq-mean-token-mean", "drgrpo": "seq-mean-token-sum-norm", "gpg": "token-mean",
+               "reinforce_pp": "token-mean"}
 _LAYER = re.compile(r"\.(?:layers|h)\.(\d+)\.")
 
 
@@ -80,7 +103,39 @@ def last_block_filter(model):
     return lambda name: bool((m := _LAYER.search(name)) and m.group(0).endswith(tag))
 
 
+def aggregation_weights(mode: str, lengths: np.ndarray, group_size: np.ndarray, budget: int) -> np.ndarray:
+    """Per-response weights ``w_i`` such that prompt ``p``'s gradient contribution is ``sum_{i in p} a_i w_i s_i``
+    and the batch gradient of loss aggregation ``mode`` is the mean of the contributions over prompts.
+
+    ``lengths``: response lengths in tokens; ``group_size``: the size of each response's group;
+    ``budget``: the constant of ``seq-mean-token-sum-norm`` (``max_new_tokens``). For ``token-mean`` the
+    batch's token count enters as the batch mean length, held fixed when ``B`` changes.
+
+    Examples
+    --------
+    >>> aggregation_weights("seq-mean-token-mean", np.array([2.0, 4.0]), np.array([2.0, 2.0]), 10)
+    array([0.25 , 0.125])
+    """
+    lengths = np.asarray(lengths, dtype=np.float64)
+    if mode == "seq-mean-token-sum-norm":
+        return 1.0 / (group_size * budget)
+    if mode == "seq-mean-token-mean":
+        return 1.0 / (group_size * np.maximum(lengths, 1.0))
+    if mode == "token-mean":
+        return 1.0 / (group_size * max(float(lengths.mean()), 1.0))
+    raise ValueError(f"unknown loss aggregation {mode!r}")
+
+
 # ----------------------------------------------------------------------------- paired value / gradient MSE
+@dataclass
+class PairedResult:
+    """``cells``: one row per (seed, step, estimator); ``steps``: one row per (seed, step) with the
+    quantities shared by all estimators (truth norm, score norms by reward, ...)."""
+
+    cells: list
+    steps: list
+
+
 def paired_run(
     cfg: Config,
     estimators: dict[str, tuple[str, dict]],
@@ -90,7 +145,7 @@ def paired_run(
     log=print,
     progress: bool = True,
     trainer: Trainer | None = None,
-) -> list[dict]:
+) -> PairedResult:
     """Train with ``cfg.estimator`` and measure every estimator on the same path and samples.
 
     Parameters
@@ -104,17 +159,20 @@ def paired_run(
     mc_samples : int
         Extra responses per batch prompt for the truth (even, >= 4: two equal halves of >= 2).
     gradients : bool
-        Also measure the policy-gradient MSE (Table 2).
+        Also measure policy gradients (Table 2).
     trainer : Trainer, optional
-        A fresh ``Trainer(cfg)`` to drive (built here if None); passing one lets the caller inspect it.
+        A fresh ``Trainer(cfg)`` to drive (built here if None).
 
     Returns
     -------
-    list of dict
-        One row per (measured step, estimator): ``seed, step, estimator, value_mse,
-        value_mse_raw, value_noise, true_value`` and, with ``gradients``, ``grad_mse,
-        grad_mse_raw, grad_noise, grad_norm2`` (squared norm of the truth) and ``grad_cos``
-        (cosine between the estimate and the truth: scale-free, as Adam's update nearly is).
+    PairedResult
+        ``cells`` rows: ``seed, step, estimator, value_mse, value_mse_raw, value_noise`` and, with
+        ``gradients``, ``grad_mse`` (noise-corrected, at the measured batch size), ``grad_cos`` (cosine to
+        the Monte-Carlo truth), ``grad_dot`` (``<g, g_true>``), ``grad_norm2`` (``||g||^2``), ``pp_m2`` and
+        ``pp_bias2`` (per-prompt second moment and squared bias, see the module docstring).
+        ``steps`` rows: ``seed, step, true_value, n_prompts`` and, with ``gradients``, ``true_norm2``,
+        ``grad_noise``, ``score2_correct``/``score2_wrong`` (mean ``||s_i||^2 / L^2`` of correct/wrong
+        responses), ``len_correct``/``len_wrong`` and ``n_correct``/``n_wrong``.
     """
     if not (isinstance(mc_samples, int) and mc_samples >= 4 and mc_samples % 2 == 0):
         raise ValueError(f"mc_samples must be an even int >= 4 (two equal halves of >= 2 samples), got {mc_samples!r}")
@@ -127,14 +185,14 @@ def paired_run(
     if trainer.step_count != 0:
         raise ValueError(f"trainer must be fresh (step 0), got one at step {trainer.step_count}")
     bank = {label: get_estimator(name, **kwargs) for label, (name, kwargs) in estimators.items()}
-    oracle_labels = {label for label, (name, _) in estimators.items() if name == "oracle"}
+    names = {label: name for label, (name, _) in estimators.items()}
     mc_gen = torch.Generator(trainer.device).manual_seed(10_000 + cfg.seed)
     param_filter = last_block_filter(trainer.model) if gradients else None
-    wanted, rows = set(steps), []
+    wanted, result = set(steps), PairedResult([], [])
 
     def observe(tr: Trainer, rollout: Rollout, step: int) -> None:
         if step in wanted:
-            rows.extend(_measure(tr, rollout, step, bank, oracle_labels, mc_gen, mc_samples, param_filter))
+            _measure(tr, rollout, step, bank, names, mc_gen, mc_samples, param_filter, result)
         for est in bank.values():
             est.update(rollout.keys, rollout.rewards, step)
 
@@ -142,121 +200,242 @@ def paired_run(
 
     for _ in tqdm(range(cfg.steps), disable=not progress, desc=f"paired/{cfg.estimator}/seed{cfg.seed}"):
         trainer.step(observe=observe)
-    for row in rows:
+    for row in result.cells + result.steps:
         row["seed"] = cfg.seed
-    return rows
+    return result
 
 
-def _measure(tr, rollout, step, bank, oracle_labels, mc_gen, m, param_filter) -> list[dict]:
+def _measure(tr, rollout, step, bank, names, mc_gen, m, param_filter, result: PairedResult) -> None:
     """One measured step: Monte-Carlo truth from ``m`` extra responses per batch prompt, then every
-    estimator's baselines on the batch (``compute`` only: ``update`` follows in ``observe``)."""
+    estimator on the batch (``compute`` only: ``update`` follows in ``observe``)."""
     uniq, inverse = np.unique(rollout.keys, return_inverse=True)
     extra = tr.sample(uniq, m, generator=mc_gen)
     z = extra.rewards.reshape(len(uniq), m)
     truth = z.mean(1)
     noise = z.var(1, ddof=1) / m
-    baselines = {}
+    outputs = {}
     for label, est in bank.items():
-        values = truth[inverse] if label in oracle_labels else None
+        values = truth[inverse] if names[label] == "oracle" else None
         res = est.compute(rollout.keys, rollout.rewards, step, values=values)
-        baselines[label] = np.asarray(_to_numpy(res.baselines), dtype=np.float64).reshape(-1)
-    rows = []
-    for label, b in baselines.items():
+        outputs[label] = (np.asarray(_to_numpy(res.baselines), dtype=np.float64).reshape(-1),
+                          np.asarray(_to_numpy(res.advantages), dtype=np.float64).reshape(-1))
+    step_row = {"step": step, "true_value": float(truth.mean()), "n_prompts": len(uniq)}
+    cells = []
+    for label, (b, _) in outputs.items():
         raw = float(np.mean((b - truth[inverse]) ** 2))
-        rows.append(
-            {
-                "step": step,
-                "estimator": label,
-                "value_mse": raw - float(noise[inverse].mean()),
-                "value_mse_raw": raw,
-                "value_noise": float(noise[inverse].mean()),
-                "true_value": float(truth.mean()),
-            }
-        )
+        cells.append({"step": step, "estimator": label, "value_mse": raw - float(noise[inverse].mean()),
+                      "value_mse_raw": raw, "value_noise": float(noise[inverse].mean())})
     if param_filter is not None:
-        grads = tr.policy_gradients(
-            rollout, np.stack([rollout.rewards - b for b in baselines.values()]), param_filter, GRADIENT_MODE
+        _measure_gradients(tr, rollout, inverse, extra, z, outputs, names, param_filter, cells, step_row)
+    result.cells.extend(cells)
+    result.steps.append(step_row)
+
+
+def _measure_gradients(tr, rollout, inverse, extra, z, outputs, names, param_filter, cells, step_row) -> None:
+    budget = tr.cfg.max_new_tokens
+    scores = response_scores(tr, rollout, param_filter)  # (n, p) float64
+    lengths = rollout.mask.sum(1).cpu().numpy().astype(np.float64)
+    n_prompts = z.shape[0]
+    group = np.bincount(inverse, minlength=n_prompts).astype(np.float64)[inverse]
+    t_a, t_b = prompt_truths(tr, extra, z, param_filter)  # (P, p) each, sum-norm scale
+    t_hat = (t_a + t_b) / 2
+    noise_p = ((t_a - t_b) ** 2).sum(1) / 4  # per-prompt noise of t_hat
+    g_true = t_hat.mean(0)
+    g_noise = float(noise_p.sum()) / n_prompts**2
+    for row, (label, (_, adv)) in zip(cells, outputs.items()):
+        w = adv * aggregation_weights(AGGREGATION.get(names[label], TRUTH_MODE), lengths, group, budget)
+        contrib = np.zeros_like(t_hat)
+        np.add.at(contrib, inverse, w[:, None] * scores)  # c_p
+        e = contrib - t_hat
+        g = contrib.mean(0)
+        sq = (e**2).sum(1)
+        tot = e.sum(0)
+        # mean <e_p, e_q> over pairs p != q (undefined for a batch of one prompt)
+        cross = float(tot @ tot - sq.sum()) / (n_prompts * (n_prompts - 1)) if n_prompts > 1 else float("nan")
+        norm = float(np.linalg.norm(g) * np.linalg.norm(g_true))
+        row.update(
+            grad_mse=float(((g - g_true) ** 2).sum()) - g_noise,
+            grad_cos=float(g @ g_true) / norm if norm > 0 else float("nan"),
+            grad_dot=float(g @ g_true),
+            grad_norm2=float(g @ g),
+            pp_m2=float((sq - noise_p).mean()),
+            pp_bias2=cross,
         )
-        g_true, g_noise = _mc_gradient(tr, extra, z, param_filter)
-        for row, g in zip(rows, grads):
-            raw = float(((g - g_true) ** 2).sum())
-            cos = float(torch.nn.functional.cosine_similarity(g, g_true, dim=0))
-            row.update(
-                grad_mse=raw - g_noise, grad_mse_raw=raw, grad_noise=g_noise, grad_norm2=float((g_true**2).sum()), grad_cos=cos
-            )
-    return rows
+    s2 = (scores**2).sum(1) * budget**-2.0
+    correct = rollout.rewards > 0.5
+    step_row.update(
+        true_norm2=float(g_true @ g_true) - g_noise,
+        grad_noise=g_noise,
+        score2_correct=float(s2[correct].mean()) if correct.any() else float("nan"),
+        score2_wrong=float(s2[~correct].mean()) if (~correct).any() else float("nan"),
+        len_correct=float(lengths[correct].mean()) if correct.any() else float("nan"),
+        len_wrong=float(lengths[~correct].mean()) if (~correct).any() else float("nan"),
+        n_correct=int(correct.sum()),
+        n_wrong=int((~correct).sum()),
+    )
 
 
-def _mc_gradient(tr, extra: Rollout, z: np.ndarray, param_filter) -> tuple[torch.Tensor, float]:
-    """Monte-Carlo REINFORCE gradient from the extra samples and an unbiased estimate of its noise."""
+def response_scores(tr: Trainer, rollout: Rollout, param_filter) -> np.ndarray:
+    """Per-response score vectors ``grad_theta sum_t log pi(y_it)`` on the selected parameters, ``(n, p)``.
+
+    One forward/backward per response (the tiny model makes that cheap; per-sample gradients
+    of a batched pass would need the model to be functional). Model gradients are left cleared.
+    """
+    params = [p for name, p in tr.model.named_parameters() if param_filter(name)]
+    out = np.zeros((len(rollout.keys), sum(p.numel() for p in params)))
+    for i in range(len(rollout.keys)):
+        rb = rollout.select(torch.tensor([i]))
+        logp = tr._logprobs(tr.model, rb)
+        grads = torch.autograd.grad((logp * rb.mask).sum(), params, allow_unused=True)
+        out[i] = torch.cat([(torch.zeros_like(p) if g is None else g).double().reshape(-1).cpu()
+                            for g, p in zip(grads, params)]).numpy()
+    return out
+
+
+def prompt_truths(tr: Trainer, extra: Rollout, z: np.ndarray, param_filter) -> tuple[np.ndarray, np.ndarray]:
+    """Monte-Carlo policy gradient of each prompt from its extra responses, once per half: ``(t_A, t_B)``,
+    each ``(P, p)``, in the ``seq-mean-token-sum-norm`` scale, with leave-one-out baselines inside a half
+    (independent of each response's own reward, so both halves are unbiased)."""
     n_prompts, m = z.shape
-    half = np.arange(m) < m // 2  # halves A and B of every prompt's extra samples
-    adv = np.zeros((2, n_prompts, m))
-    for row, part in enumerate((half, ~half)):
+    half = np.arange(m) < m // 2
+    out = []
+    for part in (half, ~half):
         zp = z[:, part]
-        loo = (zp.sum(1, keepdims=True) - zp) / (zp.shape[1] - 1)  # leave-one-out baseline within the half
-        adv[row][:, part] = zp - loo
-    rows = tr.policy_gradients(extra, adv.reshape(2, -1), param_filter, GRADIENT_MODE)
-    # Each row averages over all n_prompts*m samples with zeros outside its half: rescale to the half's mean.
-    g_a, g_b = rows[0] * m / half.sum(), rows[1] * m / (~half).sum()
-    g_true = (g_a * half.sum() + g_b * (~half).sum()) / m
-    # Var(g_true) = Var(g_a)/4 + Var(g_b)/4 for equal halves, and E||g_a - g_b||^2 = Var(g_a) + Var(g_b).
-    return g_true, float(((g_a - g_b) ** 2).sum()) / 4
+        loo = (zp.sum(1, keepdims=True) - zp) / (zp.shape[1] - 1)
+        adv = np.zeros_like(z)
+        adv[:, part] = (zp - loo) * (m / part.sum())  # rows average over all m samples: rescale to the half
+        out.append(adv)
+    rows_a, rows_b = [], []
+    for p in range(n_prompts):
+        idx = torch.arange(p * m, (p + 1) * m)
+        grads = tr.policy_gradients(extra.select(idx), np.stack([out[0][p], out[1][p]]), param_filter, TRUTH_MODE)
+        rows_a.append(grads[0].double().numpy())
+        rows_b.append(grads[1].double().numpy())
+    return np.stack(rows_a), np.stack(rows_b)
 
 
-def summarise(rows: list[dict], column: str, reference=("grpo", "reinforce_pp")) -> pd.DataFrame:
-    """Mean of ``column`` over measured steps and seeds per estimator, its standard error over
-    (seed, step) cells, and the paired reduction vs each ``reference`` estimator present.
+def summarise(cells, column: str, reference=("grpo", "reinforce_pp")) -> pd.DataFrame:
+    """Mean of ``column`` per estimator, its standard error across seeds (each seed's cells averaged
+    first: cells of one seed are correlated), and the reduction vs each ``reference`` estimator present.
 
     The reduction is ``1 - mean(est) / mean(ref)``; both means cover the same cells (paired).
     """
-    df = pd.DataFrame(rows)
-    cells = df.pivot_table(index=["seed", "step"], columns="estimator", values=column, sort=False)
-    means = cells.mean()
-    out = pd.DataFrame(
-        {
-            "estimator": cells.columns,
-            column: means.to_numpy(),
-            "std_err": (cells.std(ddof=1) / np.sqrt(len(cells))).to_numpy() if len(cells) > 1 else np.nan,
-        }
-    )
+    from .verdict import per_seed
+
+    df = pd.DataFrame(cells)
+    wide = per_seed(df, column)
+    means = wide.mean()
+    out = pd.DataFrame({
+        "estimator": wide.columns,
+        column: means.to_numpy(),
+        "se_seeds": (wide.std(ddof=1) / np.sqrt(len(wide))).to_numpy() if len(wide) > 1 else np.nan,
+    })
     for ref in reference:
-        if ref in cells.columns:
-            with np.errstate(divide="ignore", invalid="ignore"):  # a reference MSE of 0 gives inf/nan, not a warning
+        if ref in wide.columns:
+            with np.errstate(divide="ignore", invalid="ignore"):
                 out[f"reduction_vs_{ref}"] = ((means[ref] - means) / means[ref]).to_numpy()
     return out.sort_values(column).reset_index(drop=True)
 
 
-# ----------------------------------------------------------------------------- accuracy curves
-def accuracy_curves(base: Config, estimators: dict[str, tuple[str, dict]], seeds, log=print, progress=True) -> list[dict]:
-    """Greedy test accuracy at step 0 and every ``eval_every`` steps, one run per (estimator, seed).
+# ----------------------------------------------------------------------------- parallel runs
+def default_workers() -> int:
+    """Worker processes for independent runs: one per core, at most 2 by default (each uses 1 thread)."""
+    return max(1, min(2, os.cpu_count() or 1))
 
-    Returns rows ``estimator, seed, step, test_acc, train_reward`` (``train_reward``: mean batch
-    reward over the steps since the previous evaluation).
+
+def run_parallel(fn, jobs: list, workers: int | None = None, progress: bool = False) -> list:
+    """``[fn(*job) for job in jobs]``, over ``workers`` spawned processes (1 torch thread each).
+
+    Every job is deterministic on its own (its config and seed fix it), so the results do not
+    depend on the number of workers; the order of ``jobs`` is kept.
     """
-    import dataclasses
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1 or len(jobs) <= 1:
+        return [fn(*job) for job in jobs]
+    import multiprocessing as mp
 
-    rows, start_acc = [], None
-    for label, (name, kwargs) in estimators.items():
-        for seed in seeds:
-            cfg = dataclasses.replace(base, estimator=name, estimator_kwargs=dict(kwargs), seed=int(seed))
-            trainer = Trainer(cfg, log=log)
-            if start_acc is None:  # greedy decoding of the same warm start: one evaluation serves every run
-                start_acc = trainer.evaluate("test")
-            rows.append({"estimator": label, "seed": int(seed), "step": 0, "test_acc": start_acc, "train_reward": np.nan})
-            history = trainer.train(progress=progress)
-            last = 0
-            for m in history:
-                if m["test_acc"] is not None:
-                    window = [h["reward_mean"] for h in history[last : m["step"]]]
-                    rows.append(
-                        {
-                            "estimator": label,
-                            "seed": int(seed),
-                            "step": m["step"],
-                            "test_acc": m["test_acc"],
-                            "train_reward": float(np.mean(window)),
-                        }
-                    )
-                    last = m["step"]
+    from tqdm.auto import tqdm
+
+    threads = torch.get_num_threads()
+    with mp.get_context("spawn").Pool(workers, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+        pending = [pool.apply_async(fn, job) for job in jobs]
+        return [p.get() for p in tqdm(pending, disable=not progress, desc="runs")]
+
+
+def paired_seed(cfg: Config, estimators, measure_steps, mc_samples, gradients) -> PairedResult:
+    """One seed's :func:`paired_run`, silent (for :func:`run_parallel`)."""
+    return paired_run(cfg, estimators, measure_steps, mc_samples, gradients=gradients, log=_quiet, progress=False)
+
+
+def paired_seeds(cfg: Config, estimators, measure_steps, mc_samples, seeds, gradients=False, workers=None,
+                 progress=True) -> PairedResult:
+    """:func:`paired_run` for every seed in ``seeds`` (in parallel), merged."""
+    from .models import warm_start
+
+    if cfg.model is None:
+        warm_start(cfg, log=print if progress else _quiet)  # build the shared warm start once, before the workers
+    jobs = [(dataclasses.replace(cfg, seed=int(s)), estimators, list(measure_steps), mc_samples, gradients)
+            for s in seeds]
+    parts = run_parallel(paired_seed, jobs, workers, progress)
+    return PairedResult([r for p in parts for r in p.cells], [r for p in parts for r in p.steps])
+
+
+# ----------------------------------------------------------------------------- accuracy runs
+EVAL_FIELDS = ("mean_at_k", "pass_at_k", "greedy")
+
+
+def start_accuracy(cfg: Config) -> dict:
+    """Held-out accuracy of the warm start under ``cfg`` (its seed fixes the evaluation samples)."""
+    return Trainer(cfg, log=_quiet).evaluate("test")
+
+
+def accuracy_run(cfg: Config, label: str, start: dict) -> list[dict]:
+    """One training run's held-out accuracy at step 0 (``start``: the warm start's, same evaluation samples)
+    and every ``eval_every`` steps and the last step. Rows ``estimator, seed, step, mean_at_k, pass_at_k,
+    greedy, train_reward`` (mean batch reward since the previous evaluation)."""
+    trainer = Trainer(cfg, log=_quiet)
+    rows = [{"estimator": label, "seed": cfg.seed, "step": 0, **{f: start[f] for f in EVAL_FIELDS},
+             "train_reward": np.nan}]
+    history = trainer.train(progress=False)
+    last = 0
+    for m in history:
+        final = m["step"] == cfg.steps
+        if m["test_mean_at_k"] is None and not final:
+            continue
+        ev = ({"mean_at_k": m["test_mean_at_k"], "pass_at_k": m["test_pass_at_k"], "greedy": m["test_greedy"]}
+              if m["test_mean_at_k"] is not None else trainer.evaluate("test"))
+        window = [h["reward_mean"] for h in history[last: m["step"]]]
+        rows.append({"estimator": label, "seed": cfg.seed, "step": m["step"], **{f: ev[f] for f in EVAL_FIELDS},
+                     "train_reward": float(np.mean(window))})
+        last = m["step"]
     return rows
+
+
+def accuracy_runs(base: Config, methods: dict, seeds, workers=None, progress=True) -> pd.DataFrame:
+    """Held-out accuracy curves of every (method, seed) run, run in parallel.
+
+    ``methods``: ``{label: (registry name, kwargs)}`` or ``{label: (registry name, kwargs, config
+    overrides)}`` (e.g. ``{"reward_shuffle": True}`` for the null control). Every run of a seed starts
+    from the same warm start and is evaluated on the same samples (paired across methods).
+    """
+    from .models import warm_start
+
+    if base.model is None:
+        warm_start(base, log=print if progress else _quiet)  # build the shared warm start once
+    seeds = [int(s) for s in seeds]
+    starts = dict(zip(seeds, run_parallel(start_accuracy, [(dataclasses.replace(base, seed=s),) for s in seeds],
+                                          workers)))
+    jobs = []
+    for label, spec in methods.items():
+        name, kwargs, extra = (*spec, {})[:3]
+        for seed in seeds:
+            cfg = dataclasses.replace(base, estimator=name, estimator_kwargs=dict(kwargs), seed=seed, **extra)
+            jobs.append((cfg, label, starts[seed]))
+    parts = run_parallel(accuracy_run, jobs, workers, progress)
+    return pd.DataFrame([r for p in parts for r in p])
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass

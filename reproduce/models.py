@@ -304,7 +304,7 @@ def warm_start(cfg, log=print):
         tokenizer = char_tokenizer()
         model = build_tiny_lm(tokenizer, cfg.n_layer, cfg.d_model, cfg.n_head, cfg.arch,
                               max_positions=TINY_LM_POSITIONS, seed=cfg.task_seed)
-        task = ArithmeticTask(cfg.task_seed, cfg.min_terms, cfg.max_terms, cfg.max_value)
+        task = ArithmeticTask(cfg.task_seed, cfg.min_terms, cfg.max_terms, cfg.max_value, cfg.sft_direct_rate)
         start = time.perf_counter()
         losses = supervised_finetune(
             model, tokenizer, task, cfg.sft_steps, cfg.sft_batch_size, cfg.sft_lr, seed=cfg.task_seed, log=log

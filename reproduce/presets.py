@@ -49,6 +49,7 @@ WARM_START_FIELDS = (
     "min_terms",
     "max_terms",
     "max_value",
+    "sft_direct_rate",
     "sft_steps",
     "sft_batch_size",
     "sft_lr",
@@ -77,7 +78,7 @@ class Config:
     model: str | None = None  # hub name or local path (paper preset); None builds the tiny LM
     arch: str = "qwen2"
     n_layer: int = 2
-    d_model: int = 128
+    d_model: int = 64
     n_head: int = 4
     chat_template: bool = False
     param_dtype: str = "float32"
@@ -87,28 +88,31 @@ class Config:
     problem_key: str | None = None  # dataset="math": problem field (dotted path ok); default problem/question/prompt
     answer_key: str | None = None  # dataset="math": answer field, e.g. "reward_model.ground_truth" (DAPO-17k)
     task_seed: int = 0
-    min_terms: int = 2
-    max_terms: int = 4
-    max_value: int = 30
-    n_train_prompts: int = 256
-    n_test: int = 200
+    min_terms: int = 2  # operands per problem of the SFT corpus and the held-out set
+    max_terms: int = 5
+    max_value: int = 9
+    pool_min_terms: int | None = None  # operands per RL-pool problem (None: min_terms/max_terms)
+    pool_max_terms: int | None = None
+    n_train_prompts: int = 80  # the RL prompt pool (MATH analogue: prompts recur every 50 steps)
+    n_test: int = 1000
     # warm start (small preset only)
-    sft_steps: int = 800
+    sft_steps: int = 1500
     sft_batch_size: int = 64
     sft_lr: float = 3e-3
+    sft_direct_rate: float = 0.5  # share of SFT solutions that state the answer without the work (tasks.ArithmeticTask)
     # RL
     estimator: str = "kae"
     estimator_kwargs: dict = field(default_factory=dict)  # e.g. {"bandwidth": 0.1, "kernel": "triangular"}
     G: int = 4
     prompts_per_step: int = 16
-    J: int = 8  # consecutive steps each prompt minibatch is used for
-    steps: int = 200
-    lr: float = 1e-5  # small preset: 3e-5 and 1e-4 raised train reward but lowered greedy test accuracy
+    J: int = 10  # consecutive steps each prompt minibatch is used for (paper: 10 for GSM8K and MATH, 8 for DAPO)
+    steps: int = 100
+    lr: float = 3e-5  # small preset: chosen by the sweep in results/preset_sweep.md (1e-4 made the null control collapse)
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     temperature: float = 1.0
     do_sample: bool = True
-    max_new_tokens: int = 40
+    max_new_tokens: int = 48
     clip_eps: float = 0.2
     ppo_epochs: int = 1
     minibatches: int = 1
@@ -116,9 +120,11 @@ class Config:
     loss_agg_mode: str = "token-mean"
     kl_coef: float = 0.0
     oracle_samples: int = 32  # extra samples per prompt for the Monte-Carlo value when estimator="oracle"
+    reward_shuffle: bool = False  # null control: permute rewards across the batch before the estimator
     # evaluation
     eval_every: int = 25
     eval_batch_size: int = 200
+    eval_k: int = 4  # samples per held-out problem at the training temperature (mean@k, pass@k); 0: greedy only
     # run
     seed: int = 0
     device: str = "auto"
@@ -145,12 +151,18 @@ class Config:
             "max_value",
         ):
             _positive_int(self, name)
-        for name in ("steps", "sft_steps", "eval_every"):
+        for name in ("steps", "sft_steps", "eval_every", "eval_k"):
             _positive_int(self, name, minimum=0)
         for name in ("seed", "task_seed"):
             _positive_int(self, name, "numpy seeds must be below 2**32", minimum=0, maximum=2**32 - 1)
         _positive_int(self, "min_terms", minimum=2)
         _positive_int(self, "max_terms", minimum=self.min_terms, why="at least min_terms")
+        if not isinstance(self.reward_shuffle, bool):
+            raise ValueError(f"reward_shuffle must be a bool, got {self.reward_shuffle!r}")
+        if isinstance(self.sft_direct_rate, bool) or not (
+            isinstance(self.sft_direct_rate, (int, float)) and 0 <= self.sft_direct_rate < 1
+        ):
+            raise ValueError(f"sft_direct_rate must be a float in [0, 1), got {self.sft_direct_rate!r}")
         for name in ("lr", "sft_lr", "grad_clip", "clip_eps"):
             _positive_float(self, name)
         for name in ("weight_decay", "kl_coef"):
@@ -179,6 +191,9 @@ class Config:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_head={self.n_head}")
         if self.max_value > 2**62:
             raise ValueError(f"max_value must be <= 2**62 (operands are int64), got {self.max_value}")
+        lo, hi = self.pool_terms()
+        if not 2 <= lo <= hi:
+            raise ValueError(f"pool_min_terms/pool_max_terms must satisfy 2 <= pool_min_terms <= pool_max_terms, got {lo}-{hi}")
         if self.prompts_per_step * self.G % self.minibatches:
             raise ValueError(
                 f"minibatches={self.minibatches} must divide prompts_per_step*G={self.prompts_per_step * self.G}"
@@ -205,6 +220,11 @@ class Config:
         if bw is not None and (isinstance(bw, bool) or not isinstance(bw, (int, float)) or not 0 < bw < math.inf):
             raise ValueError(f"estimator_kwargs['bandwidth'] must be a finite number > 0, got {bw!r}")
         self.make_estimator()  # unknown names and bad options fail here, not at step 1
+
+    def pool_terms(self) -> tuple[int, int]:
+        """Operand range of the RL prompt pool (defaults to the task's ``min_terms``/``max_terms``)."""
+        lo = self.min_terms if self.pool_min_terms is None else self.pool_min_terms
+        return lo, self.max_terms if self.pool_max_terms is None else self.pool_max_terms
 
     def make_estimator(self):
         """A fresh advantage estimator from the registry (``estimator``, ``estimator_kwargs``)."""
@@ -245,10 +265,11 @@ PRESETS = {
         "n_test": 1319,
         "G": 4,
         "prompts_per_step": 32,
-        "J": 8,
+        "J": 10,
         "steps": 300,
         "lr": 1e-6,
         "max_new_tokens": 512,
+        "eval_k": 1,
         "micro_batch_size": 16,
         "eval_every": 50,
         "eval_batch_size": 64,
@@ -272,7 +293,7 @@ PAPER_MATH = {
     "dataset": "math",
     "chat_template": True,  # used when the tokenizer has one (Qwen2.5-Math ships a chat template)
     "G": 4,  # paper (also 8)
-    "J": 8,  # paper (8 or 10)
+    "J": 10,  # paper: 10 for MATH (Table 4 sets 8, the paper's DAPO value)
     "steps": 300,  # ours, inside the paper's 200-500
     "prompts_per_step": 32,  # ours
     "lr": 1e-6,  # ours
@@ -364,28 +385,34 @@ def _choice(cfg, name, options):
 #   measure_every  measure at steps measure_every, 2*measure_every, ... (coprime with J, so every
 #                  position inside a J-step minibatch block is measured)
 # Any option can be overridden like a Config field (``--set mc_samples=8``).
-_SMALL_MEASURE = {"steps": 48, "eval_every": 0, "estimator": "kae"}
+# The small preset's paired measurements (Tables 1-2, Figure 3) run the MATH-analogue RL of Table 3 with KAE as
+# driver; Table 1 runs long enough for the paper's early/mid/late rows (steps 10, 90, 170), Table 2 measures
+# gradients (costlier) over the first 40 steps, where the policy changes fastest.
+_SMALL_MEASURE = {"eval_every": 0, "estimator": "kae"}
 _PAPER_MEASURE = {"steps": 40, "eval_every": 0, "estimator": "kae"}
 EXPERIMENTS = {
     "table1": {
-        "small": {"config": _SMALL_MEASURE, "seeds": [0, 1, 2], "mc_samples": 64, "measure_every": 3},
+        "small": {"config": {**_SMALL_MEASURE, "steps": 180}, "seeds": [0, 1, 2, 3, 4], "mc_samples": 64,
+                  "measure_every": 6},
         "paper": {"config": _PAPER_MEASURE, "seeds": [0], "mc_samples": 64, "measure_every": 3},
     },
     "table2": {
-        "small": {"config": _SMALL_MEASURE, "seeds": [0], "mc_samples": 64, "measure_every": 3},
+        "small": {"config": {**_SMALL_MEASURE, "steps": 40}, "seeds": [0, 1, 2, 3, 4], "mc_samples": 64,
+                  "measure_every": 4},
         "paper": {"config": _PAPER_MEASURE, "seeds": [0], "mc_samples": 64, "measure_every": 3},
     },
     "figure3": {
-        "small": {"config": _SMALL_MEASURE, "seeds": [0, 1, 2], "mc_samples": 64, "measure_every": 3},
+        "small": {"config": {**_SMALL_MEASURE, "steps": 90}, "seeds": [0, 1, 2, 3, 4], "mc_samples": 64,
+                  "measure_every": 9},
         "paper": {"config": _PAPER_MEASURE, "seeds": [0], "mc_samples": 64, "measure_every": 3},
     },
     # Single stream: one response per prompt, so only the history can give a baseline.
     "figure4": {
-        "small": {"config": {"G": 1, "steps": 120, "eval_every": 20}, "seeds": [0, 1, 2]},
+        "small": {"config": {"G": 1, "steps": 200, "eval_every": 40}, "seeds": list(range(8))},
         "paper": {"config": {"G": 1, "steps": 300, "eval_every": 25}, "seeds": [0, 1, 2]},
     },
     "figureS1": {
-        "small": {"config": {"G": 4, "steps": 96, "eval_every": 16}, "seeds": [0, 1, 2]},
+        "small": {"config": {"G": 4, "steps": 100, "eval_every": 20}, "seeds": list(range(8))},
         "paper": {"config": {"G": 4, "steps": 300, "eval_every": 25}, "seeds": [0, 1, 2]},
     },
 }

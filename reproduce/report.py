@@ -168,6 +168,9 @@ def entry_parser(name: str, description: str):
     # One thread by default: the tiny model gains little from intra-op threads, and on a small machine
     # shared with other jobs two threads oversubscribed the cores (20-50x slower sampling, measured).
     p.add_argument("--threads", type=int_at_least(1), default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--workers", type=int_at_least(1), default=None,
+                   help="parallel run processes, one thread each (default: min(2, CPU cores)); results do not "
+                   "depend on it")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a Config field")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p

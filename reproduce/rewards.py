@@ -826,7 +826,6 @@ def gold_answer(gold, style: str = "boxed") -> str:
         raise ValueError(f"bad gold answer: {err}") from None
 
 
-_gold_answer = gold_answer  # the name reproduce.tasks imports
 
 
 def grade_answer(pred: str | None, gold) -> Grade:

@@ -24,15 +24,31 @@ import itertools
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-# Distinct stream ids keep the SFT corpus, the RL prompt pool and the test set
-# from sharing draws (overlap is still possible by chance, but not systematic).
+# Stream ids seed the draws of each stream; the split buckets below make the streams disjoint.
 _STREAMS = {"sft": 0, "train": 1, "test": 2}
 _BLOCK = 1024
+# Every problem text belongs to exactly one split, by a hash of its expression (not of the seed), so the
+# SFT corpus, the RL prompt pool and the held-out set never share a problem, for any seed or term range:
+# 2 of 10 buckets are held out, 2 feed RL prompt pools, 6 the SFT corpus.
+_BUCKETS = {"test": (0, 1), "train": (2, 3), "sft": (4, 5, 6, 7, 8, 9)}
+
+
+def split_of(expression: str) -> str:
+    """The split ("sft", "train" or "test") a problem expression such as ``"12+7-5"`` belongs to.
+
+    Examples
+    --------
+    >>> split_of("12+7-5") in ("sft", "train", "test")
+    True
+    """
+    bucket = zlib.crc32(expression.encode()) % 10
+    return next(name for name, buckets in _BUCKETS.items() if bucket in buckets)
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,18 @@ class ArithmeticTask:
         Inclusive range of the number of operands per problem (>= 2).
     max_value : int
         Operands are drawn uniformly from ``1..max_value``.
+    direct_rate : float
+        Share of ``"sft"``-stream solutions that state the answer at once (``"#### 13"``) instead of
+        working it out line by line, as many solutions in real corpora do. Every SFT answer is correct;
+        a small model that imitates the direct style must compute the whole chain in one step and
+        often fails, so its success depends on which style it samples. ``"train"`` and ``"test"``
+        rows always carry the worked solution.
+
+    Notes
+    -----
+    Streams are disjoint by construction (:func:`split_of`): a problem drawn for one stream is
+    rejected by the others. ``"train"`` and ``"test"`` draws hold distinct problems; the SFT
+    corpus may repeat one.
 
     Examples
     --------
@@ -60,6 +88,7 @@ class ArithmeticTask:
     min_terms: int = 2
     max_terms: int = 4
     max_value: int = 30
+    direct_rate: float = 0.0
 
     def __post_init__(self):
         if not (isinstance(self.min_terms, int) and self.min_terms >= 2):
@@ -68,33 +97,53 @@ class ArithmeticTask:
             raise ValueError(f"max_terms must be an int >= min_terms={self.min_terms}, got {self.max_terms!r}")
         if not (isinstance(self.max_value, int) and self.max_value >= 1):
             raise ValueError(f"max_value must be an int >= 1, got {self.max_value!r}")
+        if isinstance(self.direct_rate, bool) or not (isinstance(self.direct_rate, (int, float)) and 0 <= self.direct_rate < 1):
+            raise ValueError(f"direct_rate must be a float in [0, 1), got {self.direct_rate!r}")
 
     def sample(self, n: int, stream: str = "train") -> list[dict]:
         """Draw ``n`` problems from a named stream ("sft", "train" or "test").
 
         Returns a list of ``{"prompt", "solution", "answer"}`` dicts; the same
         ``(seed, stream, n)`` always gives the same list, and a longer list
-        extends a shorter one.
+        extends a shorter one. Raises ValueError when the stream's share of the
+        problem space is too small to hold ``n`` distinct problems.
         """
         if stream not in _STREAMS:
             raise ValueError(f"stream must be one of {sorted(_STREAMS)}, got {stream!r}")
         if not (isinstance(n, (int, np.integer)) and n >= 0):
             raise ValueError(f"n must be a non-negative int, got {n!r}")
-        # Fixed-size blocks, each from its own seed, so a longer draw extends a shorter one.
-        draws = [self._block(stream, b) for b in range(max(1, -(-n // _BLOCK)))]
-        n_terms, values, signs = (np.concatenate(parts)[:n] for parts in zip(*draws))
-        return [_render(values[i, : n_terms[i]], signs[i, 1 : n_terms[i]]) for i in range(n)]
+        rows, seen = [], set()
+        block = 0
+        while len(rows) < n:
+            if block > 64 + 4 * n // _BLOCK:
+                raise ValueError(
+                    f"could not draw {n} distinct {stream!r} problems with {self.min_terms}-{self.max_terms} terms "
+                    f"and values <= {self.max_value}; lower n or widen the task"
+                )
+            n_terms, values, signs, direct = self._block(stream, block)
+            for i in range(_BLOCK):
+                k = n_terms[i]
+                row = _render(values[i, :k], signs[i, 1:k], direct=bool(direct[i]) and stream == "sft")
+                expr = row["prompt"][len("What is ") : -2]
+                if split_of(expr) != stream or (stream != "sft" and expr in seen):
+                    continue
+                seen.add(expr)
+                rows.append(row)
+                if len(rows) == n:
+                    break
+            block += 1
+        return rows
 
     def _block(self, stream: str, block: int):
         rng = np.random.default_rng([self.seed, _STREAMS[stream], block])
         n_terms = rng.integers(self.min_terms, self.max_terms + 1, size=_BLOCK)
         values = rng.integers(1, self.max_value + 1, size=(_BLOCK, self.max_terms))
         signs = rng.integers(0, 2, size=(_BLOCK, self.max_terms))
-        return n_terms, values, signs
+        return n_terms, values, signs, rng.random(_BLOCK) < self.direct_rate
 
 
-def _render(values: np.ndarray, minus: np.ndarray) -> dict:
-    """Problem text, left-to-right worked solution and final answer."""
+def _render(values: np.ndarray, minus: np.ndarray, direct: bool = False) -> dict:
+    """Problem text, left-to-right worked solution (or, ``direct``, the answer line alone) and final answer."""
     ops = ["-" if m else "+" for m in minus]
     expr = str(values[0]) + "".join(op + str(v) for op, v in zip(ops, values[1:]))
     lines, acc = [], int(values[0])
@@ -102,7 +151,7 @@ def _render(values: np.ndarray, minus: np.ndarray) -> dict:
         new = acc - int(v) if op == "-" else acc + int(v)
         lines.append(f"{acc}{op}{int(v)}={new}")
         acc = new
-    lines.append(f"#### {acc}")
+    lines = [f"#### {acc}"] if direct else lines + [f"#### {acc}"]
     return {"prompt": f"What is {expr}?\n", "solution": "\n".join(lines), "answer": str(acc)}
 
 
@@ -287,7 +336,7 @@ def _field(row: dict, key: str):
 
 
 def _math_row(row: dict, problem_key, answer_key, label: str) -> dict:
-    from .rewards import _gold_answer  # a full MATH solution's last \boxed{} is its gold answer
+    from .rewards import gold_answer  # a full MATH solution's last \boxed{} is its gold answer
 
     def pick(key, defaults, what, config_name):
         for k in (key,) if key else defaults:
@@ -306,8 +355,12 @@ def _math_row(row: dict, problem_key, answer_key, label: str) -> dict:
     if not isinstance(problem, str) or not problem.strip():
         raise ValueError(f"{label}: problem field must be a non-empty string or chat message list, got {problem!r:.80}")
     problem = _strip_dapo_wrapper(problem)
-    solution = str(pick(answer_key, _ANSWER_KEYS, "answer", "answer_key"))
-    return {"prompt": problem, "solution": solution, "answer": _gold_answer(solution, "boxed").strip()}
+    solution = pick(answer_key, _ANSWER_KEYS, "answer", "answer_key")
+    try:
+        answer = gold_answer(solution, "boxed")
+    except ValueError as err:  # a gold no response can match: a data error, not a silent 0 at grading
+        raise ValueError(f"{label}: {err}") from None
+    return {"prompt": problem, "solution": str(solution), "answer": answer}
 
 
 # DAPO-17k wraps each problem in an "Answer: $Answer" instruction (kept in open-r1's processed copy); it

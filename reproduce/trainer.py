@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import csv
 import dataclasses
 import functools
@@ -143,8 +144,9 @@ def build_prompts(cfg: Config, tokenizer) -> dict[str, PromptSet]:
     is on and the tokenizer has one (else plain text and a newline, as :mod:`reproduce.evaluate` does).
     """
     if cfg.dataset == "synthetic":
-        task = ArithmeticTask(cfg.task_seed, cfg.min_terms, cfg.max_terms, cfg.max_value)
-        rows = {"train": task.sample(cfg.n_train_prompts, "train"), "test": task.sample(cfg.n_test, "test")}
+        pool = ArithmeticTask(cfg.task_seed, *cfg.pool_terms(), cfg.max_value)
+        test = ArithmeticTask(cfg.task_seed, cfg.min_terms, cfg.max_terms, cfg.max_value)
+        rows = {"train": pool.sample(cfg.n_train_prompts, "train"), "test": test.sample(cfg.n_test, "test")}
     elif cfg.dataset == "math":
         rows = load_math(cfg.data_path, n_train=cfg.n_train_prompts, n_test=cfg.n_test, seed=cfg.task_seed,
                          problem_key=cfg.problem_key, answer_key=cfg.answer_key)
@@ -239,13 +241,16 @@ METRIC_FIELDS = (
     "adv_mean",
     "adv_std",
     "response_len",
-    "test_acc",
+    "test_mean_at_k",
+    "test_pass_at_k",
+    "test_greedy",
     "sample_s",
     "update_s",
     "measure_s",
     "step_s",
     "wall_s",
 )
+EVAL_SEED_OFFSET = 20_000  # evaluation samples: torch.Generator seed EVAL_SEED_OFFSET + cfg.seed
 TIMING_FIELDS = ("sample_s", "update_s", "measure_s", "step_s", "wall_s")
 
 
@@ -357,6 +362,14 @@ class Trainer:
         result = self.estimator.compute(rollout.keys, rollout.rewards, step, values=values)
         self.estimator.update(rollout.keys, rollout.rewards, step)
         return result
+
+    def _control(self, rollout: Rollout) -> Rollout:
+        """The rollout the estimator sees: as sampled, or with its rewards permuted across the batch
+        (``reward_shuffle``, the null control: same reward distribution, no link to the responses)."""
+        if not self.cfg.reward_shuffle:
+            return rollout
+        perm = torch.randperm(len(rollout.rewards), generator=self.shuffle_gen).numpy()
+        return dataclasses.replace(rollout, rewards=rollout.rewards[perm])
 
     # -- gradients -----------------------------------------------------------------------------
     def _logprobs(self, model, rb: Rollout) -> torch.Tensor:
@@ -493,7 +506,7 @@ class Trainer:
             observe(self, rollout, self.step_count + 1)
         measure_s = time.perf_counter() - t1
         t1 += measure_s
-        result = self.advantages(rollout)
+        result = self.advantages(self._control(rollout))
         adv = np.asarray(_to_numpy(result.advantages), dtype=np.float64)
         if adv.shape != rollout.rewards.shape or not np.isfinite(adv).all():
             raise FloatingPointError(
@@ -515,13 +528,16 @@ class Trainer:
             "adv_mean": float(adv.mean()),
             "adv_std": float(adv.std()),
             "response_len": float(rollout.mask.sum(1).float().mean()),
-            "test_acc": None,
+            "test_mean_at_k": None,
+            "test_pass_at_k": None,
+            "test_greedy": None,
             "sample_s": t1 - t0,
             "update_s": t2 - t1,
             "measure_s": measure_s,
         }
         if self.cfg.eval_every and self.step_count % self.cfg.eval_every == 0:
-            metrics["test_acc"] = self.evaluate("test")
+            ev = self.evaluate("test")
+            metrics.update(test_mean_at_k=ev["mean_at_k"], test_pass_at_k=ev["pass_at_k"], test_greedy=ev["greedy"])
         metrics["step_s"] = time.perf_counter() - t0 - measure_s
         self._wall += metrics["step_s"]
         metrics["wall_s"] = self._wall
@@ -532,14 +548,32 @@ class Trainer:
         return metrics
 
     @torch.no_grad()
-    def evaluate(self, split: str = "test", limit: int | None = None) -> float:
-        """Greedy accuracy on ``split`` ("test" or "train"), batched; uses no RNG."""
+    def evaluate(self, split: str = "test", limit: int | None = None, k: int | None = None) -> dict:
+        """Held-out accuracy on ``split`` ("test" or "train"), batched; never touches the training RNGs.
+
+        Returns ``{"greedy": ..., "mean_at_k": ..., "pass_at_k": ..., "k": k}``: greedy accuracy, and
+        with ``k`` samples per problem at the training temperature (``cfg.eval_k`` by default; 0 skips
+        them) the mean accuracy (mean@k, an unbiased estimate of the expected reward RL maximises) and
+        the unbiased pass@k. The samples come from a generator seeded afresh from ``cfg.seed`` at every
+        call, so every evaluation of a seed (any method, any step) uses the same random numbers.
+        """
+        from .evaluate import pass_at_k
+
+        k = self.cfg.eval_k if k is None else k
         n = len(self.prompts[split].ids) if limit is None else min(limit, len(self.prompts[split].ids))
-        correct = [
-            self.sample(ids, 1, split=split, greedy=True).rewards
-            for ids in np.array_split(np.arange(n), max(1, -(-n // self.cfg.eval_batch_size)))
-        ]
-        return float(np.concatenate(correct).mean())
+        chunks = np.array_split(np.arange(n), max(1, -(-n // self.cfg.eval_batch_size)))
+        greedy = np.concatenate([self.sample(ids, 1, split=split, greedy=True).rewards for ids in chunks])
+        out = {"greedy": float(greedy.mean()), "mean_at_k": None, "pass_at_k": None, "k": k}
+        if k and self.cfg.do_sample:
+            gen = torch.Generator(self.device).manual_seed(EVAL_SEED_OFFSET + self.cfg.seed)
+            per = max(1, self.cfg.eval_batch_size // k)
+            z = np.concatenate([
+                self.sample(ids, k, split=split, generator=gen).rewards.reshape(-1, k)
+                for ids in np.array_split(np.arange(n), max(1, -(-n // per)))
+            ])
+            out["mean_at_k"] = float(z.mean())
+            out["pass_at_k"] = float(pass_at_k(k, z.sum(1).astype(np.int64), k).mean())
+        return out
 
     def train(self, steps: int | None = None, save_every: int = 0, progress: bool = True) -> list[dict]:
         """Run until ``steps`` total steps (``cfg.steps`` by default); checkpoint every ``save_every``."""
@@ -553,7 +587,7 @@ class Trainer:
             bar.set_postfix(
                 reward=f"{m['reward_mean']:.3f}",
                 loss=f"{m['loss']:.3g}",
-                **({"test": f"{m['test_acc']:.3f}"} if m["test_acc"] is not None else {}),
+                **({"test": f"{m['test_mean_at_k']:.3f}"} if m["test_mean_at_k"] is not None else {}),
             )
             if save_every and self.out_dir is not None and self.step_count % save_every == 0:
                 self.save_checkpoint(self.out_dir / "checkpoint.pt")
@@ -717,7 +751,7 @@ class Trainer:
 # checkpoint's, since sampler states are device-specific; ``data_path`` may move, but the prompts' token
 # ids and answers must hash to the saved digest. Any other field must keep its saved value: a new lr, G,
 # estimator, seed or task_seed would continue a different run on this one's history. Start a new run.
-RESUME_OVERRIDES = ("steps", "eval_every", "eval_batch_size", "cache_dir", "device", "data_path")
+RESUME_OVERRIDES = ("steps", "eval_every", "eval_batch_size", "eval_k", "cache_dir", "device", "data_path")
 STATE_KEYS = ("config", "step", "wall", "history", "device_type", "inputs_sha256", "model", "optimizer", "scheduler",
               "estimator", "rng")
 RNG_KEYS = ("sample", "shuffle", "torch", "cuda", "numpy", "python")
@@ -1005,7 +1039,7 @@ def main(argv=None) -> None:
         json.dumps(
             {
                 "steps": trainer.step_count,
-                "final_test_acc": acc,
+                "final_test": acc,  # greedy, mean@k and pass@k on the held-out set
                 "last_reward": last.get("reward_mean"),
                 "wall_s": last.get("wall_s"),
             }

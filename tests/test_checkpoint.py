@@ -84,7 +84,7 @@ def sample_state():
         "keys": {(1, "a"): 2, 3: "x"},
         "numpy_rng": np.random.RandomState(0).get_state(),
         "pcg": np.random.default_rng(0).bit_generator.state,
-        "history": [{"step": 1, "test_acc": None, "loss": 0.5}],
+        "history": [{"step": 1, "test_greedy": None, "loss": 0.5}],
     }
 
 
@@ -317,7 +317,7 @@ def test_resume_applies_allowed_overrides_and_records_the_real_config(saved, tmp
     written = json.loads((tmp_path / "config.json").read_text())
     assert (written["steps"], written["lr"], written["eval_every"]) == (3, cfg.lr, 1)
     assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
-    assert tr.history[-1]["test_acc"] is not None
+    assert tr.history[-1]["test_greedy"] is not None
 
 
 # ----------------------------------------------------------------------------- kill -9 during a save

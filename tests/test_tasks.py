@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from reproduce.tasks import ArithmeticTask, load_gsm8k
+from reproduce.tasks import ArithmeticTask, load_gsm8k, split_of
 from reproduce.tokenizer import CHARS, SPECIALS, char_tokenizer
 
 
@@ -22,13 +22,45 @@ def test_task_is_deterministic_and_streams_differ():
 
 def test_solutions_are_correct_step_by_step():
     for row in ArithmeticTask(seed=0).sample(300, "sft"):
-        expr = re.fullmatch(r"What is (.+)\?\n", row["prompt"]).group(1)
+        expr = _expr(row)
         assert int(row["answer"]) == eval(expr)  # left-to-right +/- equals Python's evaluation
         *steps, last = row["solution"].split("\n")
         assert last == f"#### {row['answer']}"
         for line in steps:
             lhs, rhs = line.split("=")
             assert eval(lhs) == int(rhs)
+
+
+def _expr(row):
+    return re.fullmatch(r"What is (.+)\?\n", row["prompt"]).group(1)
+
+
+@pytest.mark.parametrize("terms", [(2, 3), (2, 5), (4, 5)])
+def test_streams_are_disjoint_by_construction(terms):
+    # Held-out problems never appear in the SFT corpus or an RL pool, whatever the seeds and term ranges.
+    lo, hi = terms
+    sft = {_expr(r) for r in ArithmeticTask(0, 2, 5, 9).sample(4000, "sft")}
+    pool = [_expr(r) for r in ArithmeticTask(1, lo, hi, 9).sample(150, "train")]
+    test = [_expr(r) for r in ArithmeticTask(2, lo, hi, 9).sample(150, "test")]
+    assert not sft & set(test) and not sft & set(pool) and not set(pool) & set(test)
+    assert len(set(test)) == len(test) and len(set(pool)) == len(pool)  # distinct prompts
+    assert {split_of(e) for e in test} == {"test"} and {split_of(e) for e in pool} == {"train"}
+
+
+def test_too_small_a_problem_space_is_refused():
+    with pytest.raises(ValueError, match="distinct"):
+        ArithmeticTask(0, 2, 2, 3).sample(100, "test")  # 2 x 3 x 3 = 18 problems in all
+
+
+def test_direct_style_only_in_the_sft_corpus():
+    task = ArithmeticTask(seed=0, direct_rate=0.5)
+    sft = task.sample(400, "sft")
+    direct = [r for r in sft if r["solution"].startswith("#### ")]
+    assert 0.4 < len(direct) / len(sft) < 0.6
+    assert all(r["solution"] == f"#### {r['answer']}" for r in direct)  # answers stay correct
+    assert not any(r["solution"].startswith("#### ") for r in task.sample(200, "test") + task.sample(200, "train"))
+    with pytest.raises(ValueError, match="direct_rate"):
+        ArithmeticTask(direct_rate=1.0)
 
 
 def test_answers_are_extractable_by_the_reward():
