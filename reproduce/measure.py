@@ -29,15 +29,19 @@ the ``seq-mean-token-sum-norm`` scale (``E[(Z - V) s] / L``, ``L`` =
 leave-one-out baselines inside two halves A/B; ``||t_A - t_B||^2 / 4`` estimates
 its own noise, subtracted as above.
 
-Batch size. With ``e_p = c_p - t_p`` i.i.d. over prompts, the gradient MSE at ``B``
-prompts per batch is ``bias^2 + (m2 - bias^2) / B`` where ``m2 = E||e_p||^2``
-(noise-corrected mean over the batch's prompts) and ``bias^2 = ||E e_p||^2``,
-estimated without bias by the mean of ``<e_p, e_q>`` over pairs ``p != q`` (the
-truth's noise is independent across prompts). At the measured ``B`` this equals
-the directly measured MSE exactly; other ``B`` extrapolate (Theorem 2's
-``MSE(g_oracle) + O(MSE(V)/B)`` form). Estimators that pool across prompts
-(REINFORCE++'s batch statistics, GPG's rescaling, shrinkage) are evaluated with
-the measured batch's statistics, which the i.i.d. extrapolation holds fixed.
+Batch size and scale. With ``e_p = s c_p - t_p`` i.i.d. over prompts (``s`` a scalar
+rescaling of the estimator, 1 as it stands), the gradient MSE at ``B`` prompts per
+batch is ``bias^2 + (m2 - bias^2) / B`` where ``m2 = E||e_p||^2`` (noise-corrected
+mean over the batch's prompts) and ``bias^2 = ||E e_p||^2``, estimated without bias
+by the mean of ``<e_p, e_q>`` over pairs ``p != q`` (the truth's noise is
+independent across prompts). Both are quadratics in ``s`` whose coefficients are
+the per-prompt moments stored per cell (``pp_*`` and ``x_*``), so the MSE at any
+``B`` and the best rescaling at that ``B`` follow (:func:`mse_at`). At the measured
+``B`` and ``s = 1`` this equals the directly measured MSE exactly; other ``B``
+extrapolate (Theorem 2's ``MSE(g_oracle) + O(MSE(V)/B)`` form). Estimators that
+pool across prompts (REINFORCE++'s batch statistics, GPG's rescaling, shrinkage)
+are evaluated with the measured batch's statistics, which the i.i.d.
+extrapolation holds fixed.
 
 ``accuracy_runs`` trains one run per (method, seed), in parallel worker
 processes, and evaluates held-out accuracy (mean@k at the training temperature,
@@ -168,8 +172,8 @@ def paired_run(
     PairedResult
         ``cells`` rows: ``seed, step, estimator, value_mse, value_mse_raw, value_noise`` and, with
         ``gradients``, ``grad_mse`` (noise-corrected, at the measured batch size), ``grad_cos`` (cosine to
-        the Monte-Carlo truth), ``grad_dot`` (``<g, g_true>``), ``grad_norm2`` (``||g||^2``), ``pp_m2`` and
-        ``pp_bias2`` (per-prompt second moment and squared bias, see the module docstring).
+        the Monte-Carlo truth), ``grad_dot`` (``<g, g_true>``), ``grad_norm2`` (``||g||^2``) and the per-prompt
+        moments ``pp_cc, pp_ct, pp_tt, x_cc, x_ct, x_tt`` (see the module docstring and :func:`mse_at`).
         ``steps`` rows: ``seed, step, true_value, n_prompts`` and, with ``gradients``, ``true_norm2``,
         ``grad_noise``, ``score2_correct``/``score2_wrong`` (mean ``||s_i||^2 / L^2`` of correct/wrong
         responses), ``len_correct``/``len_wrong`` and ``n_correct``/``n_wrong``.
@@ -242,24 +246,30 @@ def _measure_gradients(tr, rollout, inverse, extra, z, outputs, names, param_fil
     noise_p = ((t_a - t_b) ** 2).sum(1) / 4  # per-prompt noise of t_hat
     g_true = t_hat.mean(0)
     g_noise = float(noise_p.sum()) / n_prompts**2
+    pairs = n_prompts * (n_prompts - 1)  # ordered pairs p != q (none for a batch of one prompt)
+    tot_t = t_hat.sum(0)
+    t_sq = (t_hat**2).sum(1)
     for row, (label, (_, adv)) in zip(cells, outputs.items()):
         w = adv * aggregation_weights(AGGREGATION.get(names[label], TRUTH_MODE), lengths, group, budget)
         contrib = np.zeros_like(t_hat)
         np.add.at(contrib, inverse, w[:, None] * scores)  # c_p
-        e = contrib - t_hat
         g = contrib.mean(0)
-        sq = (e**2).sum(1)
-        tot = e.sum(0)
-        # mean <e_p, e_q> over pairs p != q (undefined for a batch of one prompt)
-        cross = float(tot @ tot - sq.sum()) / (n_prompts * (n_prompts - 1)) if n_prompts > 1 else float("nan")
+        c_sq, ct = (contrib**2).sum(1), (contrib * t_hat).sum(1)
+        tot_c = contrib.sum(0)
         norm = float(np.linalg.norm(g) * np.linalg.norm(g_true))
         row.update(
             grad_mse=float(((g - g_true) ** 2).sum()) - g_noise,
             grad_cos=float(g @ g_true) / norm if norm > 0 else float("nan"),
             grad_dot=float(g @ g_true),
             grad_norm2=float(g @ g),
-            pp_m2=float((sq - noise_p).mean()),
-            pp_bias2=cross,
+            # Per-prompt moments of (c c_p - t_p) for any scale c (module docstring): means over prompts of
+            # ||c_p||^2, <c_p, t_p>, ||t_p||^2 (noise-corrected), and the same over pairs p != q.
+            pp_cc=float(c_sq.mean()),
+            pp_ct=float(ct.mean()),
+            pp_tt=float((t_sq - noise_p).mean()),
+            x_cc=float(tot_c @ tot_c - c_sq.sum()) / pairs if pairs else float("nan"),
+            x_ct=float(tot_c @ tot_t - ct.sum()) / pairs if pairs else float("nan"),
+            x_tt=float(tot_t @ tot_t - t_sq.sum()) / pairs if pairs else float("nan"),
         )
     s2 = (scores**2).sum(1) * budget**-2.0
     correct = rollout.rewards > 0.5
@@ -273,6 +283,29 @@ def _measure_gradients(tr, rollout, inverse, extra, z, outputs, names, param_fil
         n_correct=int(correct.sum()),
         n_wrong=int((~correct).sum()),
     )
+
+
+def mse_at(m: pd.DataFrame | pd.Series, batch: int, scale=1.0):
+    """Gradient MSE at ``batch`` prompts per batch from per-prompt moments ``m`` (columns ``pp_cc, pp_ct,
+    pp_tt, x_cc, x_ct, x_tt``), for a rescaling ``scale`` of the estimator, or the best one (``scale=None``).
+
+    Returns ``(mse, scale)``.
+
+    Examples
+    --------
+    >>> m = pd.Series({"pp_cc": 2.0, "pp_ct": 1.0, "pp_tt": 1.0, "x_cc": 0.5, "x_ct": 0.5, "x_tt": 0.5})
+    >>> mse_at(m, 1)           # B = 1: E||c_p - t_p||^2 = 2 - 2 + 1
+    (1.0, 1.0)
+    >>> mse_at(m, 1, None)     # best s = <c, t> / ||c||^2 = 0.5
+    (0.5, 0.5)
+    """
+    quad = m["x_cc"] + (m["pp_cc"] - m["x_cc"]) / batch
+    lin = m["x_ct"] + (m["pp_ct"] - m["x_ct"]) / batch
+    const = m["x_tt"] + (m["pp_tt"] - m["x_tt"]) / batch
+    if scale is None:  # an all-zero gradient (every advantage 0) has no best scale: NaN
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.divide(lin, quad)
+    return quad * scale**2 - 2 * lin * scale + const, scale
 
 
 def response_scores(tr: Trainer, rollout: Rollout, param_filter) -> np.ndarray:

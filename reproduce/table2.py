@@ -13,13 +13,13 @@ the unbiased ``seq-mean-token-sum-norm``) and compared with the unbiased
 Monte-Carlo policy gradient (see :mod:`reproduce.measure`). Reported per
 estimator, averaged per seed and then across seeds:
 
-- ``grad_mse``: the MSE at the measured batch (``B`` = prompts per step), noise-corrected;
+- ``mse_B16``: the MSE at the measured batch (``B`` = 16 prompts per step), noise-corrected;
 - ``mse_B128``, ``mse_B512``: the MSE at larger batches from the per-prompt
   decomposition ``bias^2 + (m2 - bias^2)/B`` (Theorem 2's ``O(MSE(V)/B)`` form);
-- ``cos``: cosine to the truth; ``mse_rescaled``: the MSE after the estimator's
-  best scalar rescaling (what a tuned learning rate could reach), so a
-  normalisation that only changes the scale is not penalised;
-- the crossover ``B`` above which KAE's MSE is below GRPO's.
+- ``rescaled_B*``: the MSE after the estimator's best scalar rescaling at that
+  ``B`` (what a tuned learning rate could reach), so a normalisation that only
+  changes the scale is not penalised; ``grad_cos``: cosine to the truth;
+- the crossover ``B`` above which KAE's MSE is below GRPO's, both ways.
 
 Verdicts are paired differences across seeds (:mod:`reproduce.verdict`). Writes
 ``results/table2.csv``, ``results/table2.data.csv`` (per seed, step, estimator),
@@ -33,102 +33,102 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .measure import AGGREGATION, GRADIENT_PARAMS, TRUTH_MODE, paired_seeds
+from .measure import AGGREGATION, GRADIENT_PARAMS, TRUTH_MODE, mse_at, paired_seeds
 from .report import Provenance, device_label, entry_config, entry_parser, model_label, write_result
 from .table1 import extra_estimators, measure_steps, schedule_note
 from .verdict import describe_or_why, per_seed, relative_reduction, size_vs_claim
 
 NAME = "table2"
-BATCHES = (128, 512)
+BATCHES = (16, 128, 512)  # the measured batch (prompts per step) comes first
 
 
-def per_seed_table(cells: pd.DataFrame, steps: pd.DataFrame, n_prompts: int) -> pd.DataFrame:
-    """One row per (seed, estimator): every Table 2 quantity, each averaged over that seed's measured steps."""
-    g = cells.groupby(["seed", "estimator"], sort=False)
-    out = g[["grad_mse", "grad_cos", "grad_dot", "grad_norm2", "pp_m2", "pp_bias2", "value_mse"]].mean().reset_index()
-    truth = steps.groupby("seed")["true_norm2"].mean()
-    t = out["seed"].map(truth)
-    out["mse_rescaled"] = t - out["grad_dot"] ** 2 / out["grad_norm2"].where(out["grad_norm2"] > 0)
-    out["scale"] = out["grad_dot"] / out["grad_norm2"].where(out["grad_norm2"] > 0)
-    out["pp_var"] = out["pp_m2"] - out["pp_bias2"]
-    for b in (n_prompts, *BATCHES):
-        out[f"mse_B{b}"] = out["pp_bias2"] + out["pp_var"] / b
+MOMENTS = ["pp_cc", "pp_ct", "pp_tt", "x_cc", "x_ct", "x_tt"]
+
+
+def per_seed_table(cells: pd.DataFrame, batches) -> pd.DataFrame:
+    """One row per (seed, estimator): each seed's measured steps averaged, then the MSE at every batch size
+    in ``batches``, as the estimator stands (``mse_B*``) and after its best scalar rescaling (``rescaled_B*``,
+    ``scale_B*``)."""
+    out = cells.groupby(["seed", "estimator"], sort=False)[[*MOMENTS, "grad_cos", "value_mse"]].mean().reset_index()
+    for b in batches:
+        out[f"mse_B{b}"] = mse_at(out, b)[0]
+        out[f"rescaled_B{b}"], out[f"scale_B{b}"] = mse_at(out, b, None)
     return out
 
 
-def crossover(row_kae, row_ref) -> float:
-    """``B`` at which KAE's and the reference's decomposed MSEs cross (inf if they never do for B >= 1)."""
-    dv = row_kae["pp_var"] - row_ref["pp_var"]  # KAE's extra variance per prompt
-    db = row_ref["pp_bias2"] - row_kae["pp_bias2"]  # the reference's extra squared bias
-    if db > 0 and dv > 0:
-        return float(dv / db)
-    return 1.0 if dv <= 0 and db >= 0 else float("inf")
+def crossover(moments_kae, moments_ref, rescaled: bool) -> float:
+    """Smallest batch size ``B`` (on a log grid up to 1e6) from which KAE's MSE stays below the reference's;
+    1 if it is below everywhere, inf if never."""
+    grid = np.unique(np.round(np.logspace(0, 6, 241)).astype(int))
+    scale = None if rescaled else 1.0
+    below = np.array([mse_at(moments_kae, b, scale)[0] < mse_at(moments_ref, b, scale)[0] for b in grid])
+    if below.all():
+        return 1.0
+    if not below[-1]:
+        return float("inf")
+    return float(grid[np.flatnonzero(~below)[-1] + 1])
 
 
-def bootstrap_crossover(seeds_table: pd.DataFrame, ours: str, ref: str, draws: int = 2000) -> tuple[float, float, float]:
-    """Crossover ``B`` from seed means, with a 95% percentile interval from resampling seeds."""
-    wide = seeds_table.pivot_table(index="seed", columns="estimator", values=["pp_var", "pp_bias2"])
-    point = crossover(wide.xs(ours, axis=1, level=1).mean(), wide.xs(ref, axis=1, level=1).mean())
+def bootstrap_crossover(seeds_table: pd.DataFrame, ours: str, ref: str, rescaled: bool, draws: int = 1000):
+    """Crossover ``B`` from seed-mean moments, with a 95% percentile interval from resampling seeds."""
+    wide = {e: seeds_table[seeds_table["estimator"] == e].set_index("seed")[MOMENTS] for e in (ours, ref)}
+    point = crossover(wide[ours].mean(), wide[ref].mean(), rescaled)
     rng = np.random.default_rng(0)
-    seeds = wide.index.to_numpy()
+    seeds = wide[ours].index.to_numpy()
     boots = []
     for _ in range(draws):
-        pick = wide.loc[rng.choice(seeds, size=len(seeds))]
-        boots.append(crossover(pick.xs(ours, axis=1, level=1).mean(), pick.xs(ref, axis=1, level=1).mean()))
+        pick = rng.choice(seeds, size=len(seeds))
+        boots.append(crossover(wide[ours].loc[pick].mean(), wide[ref].loc[pick].mean(), rescaled))
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return point, float(lo), float(hi)
 
 
-def summary(seeds_table: pd.DataFrame, n_prompts: int) -> pd.DataFrame:
-    cols = ["grad_mse", f"mse_B{BATCHES[0]}", f"mse_B{BATCHES[1]}", "grad_cos", "mse_rescaled", "scale",
-            "pp_bias2", "pp_var", "value_mse"]
+def summary(seeds_table: pd.DataFrame, batches) -> pd.DataFrame:
+    cols = [c for b in batches for c in (f"mse_B{b}", f"rescaled_B{b}")] + [f"scale_B{batches[0]}", "grad_cos",
+                                                                          "value_mse"]
     g = seeds_table.groupby("estimator", sort=False)
     table = g[cols].mean()
-    table.insert(1, "se_seeds", g["grad_mse"].std(ddof=1) / np.sqrt(g.size()))
+    first = f"mse_B{batches[0]}"
+    table.insert(1, "se_seeds", g[first].std(ddof=1) / np.sqrt(g.size()))
     if "oracle" in table.index:
-        table.insert(2, "vs_oracle", table["grad_mse"] / table.loc["oracle", "grad_mse"])
+        table.insert(2, "vs_oracle", table[first] / table.loc["oracle", first])
     for ref in ("grpo", "reinforce_pp"):
         if ref in table.index:
-            table[f"reduction_vs_{ref}"] = 1 - table["grad_mse"] / table.loc[ref, "grad_mse"]
+            table[f"reduction_vs_{ref}"] = 1 - table[first] / table.loc[ref, first]
+            table[f"rescaled_reduction_vs_{ref}"] = 1 - table[f"rescaled_B{batches[0]}"] / table.loc[ref, f"rescaled_B{batches[0]}"]
     table.insert(0, "aggregation", [AGGREGATION.get(e, TRUTH_MODE) for e in table.index])
-    table = table.rename(columns={"grad_mse": f"grad_mse_B{n_prompts}"})
-    return table.sort_values(f"grad_mse_B{n_prompts}").reset_index()
+    return table.sort_values(f"rescaled_B{batches[0]}").reset_index()
 
 
-def findings_for(seeds_table: pd.DataFrame, steps: pd.DataFrame, cfg, n_prompts: int) -> list[str]:
+def findings_for(seeds_table: pd.DataFrame, steps: pd.DataFrame, batches) -> list[str]:
     out = []
-    red = paper.TABLE2["reduction_vs_grpo"]
-    for b in (n_prompts, *BATCHES):
-        wide = per_seed(seeds_table, f"mse_B{b}")
-        for ref, claim in (("grpo", red), ("reinforce_pp", paper.TABLE2["reduction_vs_reinforcepp"])):
-            if {"kae", ref} <= set(wide.columns):
-                text, eff = describe_or_why(relative_reduction(wide, "kae", ref), fmt="+.1%")
-                lo, hi = claim
-                size = f", ours {size_vs_claim(eff, claim)}" if eff is not None else ""
-                out.append(f"B = {b}{' (measured)' if b == n_prompts else ' (decomposed)'}: kae vs {ref} "
-                           f"gradient-MSE reduction {text}; paper {lo:.1%}-{hi:.1%}{size}.")
-    means = seeds_table.groupby("estimator")[["pp_var", "pp_bias2"]].mean()
-    if {"kae", "grpo"} <= set(means.index):
-        point, lo, hi = bootstrap_crossover(seeds_table, "kae", "grpo")
-        out.append(
-            f"Crossover: per prompt, GRPO's gradient has squared bias {means.loc['grpo', 'pp_bias2']:.3g} and variance "
-            f"{means.loc['grpo', 'pp_var']:.3g}; KAE's {means.loc['kae', 'pp_bias2']:.3g} and "
-            f"{means.loc['kae', 'pp_var']:.3g}. KAE's MSE is below GRPO's for B above about {point:.3g} prompts per "
-            f"batch (95% seed-bootstrap interval {lo:.3g} to {hi:.3g}). GRPO's bias (its normalisation and its group "
-            "mean, which includes the response itself) does not shrink with B; the variance terms do."
-        )
+    claims = {"grpo": paper.TABLE2["reduction_vs_grpo"], "reinforce_pp": paper.TABLE2["reduction_vs_reinforcepp"]}
+    for kind, label in (("rescaled", "after each estimator's best scalar rescaling"), ("mse", "as each method stands")):
+        for b in batches:
+            wide = per_seed(seeds_table, f"{kind}_B{b}")
+            for ref, claim in claims.items():
+                if {"kae", ref} <= set(wide.columns):
+                    text, eff = describe_or_why(relative_reduction(wide, "kae", ref), fmt="+.1%")
+                    size = f", ours {size_vs_claim(eff, claim)}" if eff is not None else ""
+                    out.append(f"B = {b}{' (measured)' if b == batches[0] else ' (decomposed)'}, {label}: kae vs "
+                               f"{ref} gradient-MSE reduction {text}; paper {claim[0]:.1%}-{claim[1]:.1%}{size}.")
+    if {"kae", "grpo"} <= set(seeds_table["estimator"]):
+        for rescaled in (True, False):
+            point, lo, hi = bootstrap_crossover(seeds_table, "kae", "grpo", rescaled)
+            out.append(
+                f"Crossover ({'rescaled' if rescaled else 'as they stand'}): KAE's gradient MSE is below GRPO's for "
+                f"batches of {point:.3g} prompts or more (95% seed-bootstrap interval {lo:.3g} to {hi:.3g}; 1 means "
+                "at every B). GRPO's squared bias (its normalisation, and its group mean including the response "
+                "itself) does not shrink with B; the variance terms do."
+            )
     cos = per_seed(seeds_table, "grad_cos")
     if {"kae", "grpo"} <= set(cos.columns):
         out.append(f"Cosine to the true gradient, kae - grpo: {describe_or_why(cos['kae'] - cos['grpo'], fmt='+.3f')[0]}.")
-    resc = per_seed(seeds_table, "mse_rescaled")
-    if {"kae", "grpo"} <= set(resc.columns):
-        text = describe_or_why(relative_reduction(resc, "kae", "grpo"), fmt="+.1%")[0]
-        out.append(f"After each estimator's best scalar rescaling, kae vs grpo MSE reduction: {text}.")
-    wide = per_seed(seeds_table, "grad_mse")
+    wide = per_seed(seeds_table, f"mse_B{batches[0]}")
     if {"kae", "oracle"} <= set(wide.columns):
         ratio = wide["kae"] / wide["oracle"]
         out.append(
-            f"kae / oracle gradient MSE at B = {n_prompts}: {ratio.mean():.3f} (excess over 1: "
+            f"kae / oracle gradient MSE at B = {batches[0]}: {ratio.mean():.3f} (excess over 1: "
             f"{describe_or_why(ratio - 1.0, fmt='+.3f')[0]}; Theorem 2: the excess is O(MSE(V)/B))."
         )
     out.append(reinforce_sentence(wide, steps))
@@ -170,8 +170,9 @@ def main(argv=None) -> pd.DataFrame:
                        workers=args.workers, progress=not args.quiet)
     cells, step_rows = pd.DataFrame(res.cells), pd.DataFrame(res.steps)
     n_prompts = cfg.prompts_per_step
-    seeds_table = per_seed_table(cells, step_rows, n_prompts)
-    table = summary(seeds_table, n_prompts)
+    batches = (n_prompts, *[b for b in BATCHES if b != n_prompts])
+    seeds_table = per_seed_table(cells, batches)
+    table = summary(seeds_table, batches)
     prov.extra = {
         "driver (trains the policy)": f"{cfg.estimator} {cfg.estimator_kwargs or ''}".strip(),
         "G, prompts per step (B), J, steps, lr": f"{cfg.G}, {n_prompts}, {cfg.J}, {cfg.steps}, {cfg.lr:g}",
@@ -183,12 +184,14 @@ def main(argv=None) -> pd.DataFrame:
         "mean squared norm of the true gradient": f"{step_rows['true_norm2'].mean():.4g}",
         "uncertainty": f"across {len(opts['seeds'])} seeds (each seed's steps averaged first)",
     }
-    findings = findings_for(seeds_table, step_rows, cfg, n_prompts) + [schedule_note(cfg, steps)]
+    findings = findings_for(seeds_table, step_rows, batches) + [schedule_note(cfg, steps)]
     findings.append(
-        f"grad_mse_B{n_prompts} is ||g_est - g_MC||^2 minus the Monte-Carlo noise; mse_B128/B512 extrapolate the "
-        "per-prompt decomposition (prompts i.i.d.; estimators pooling across prompts keep the measured batch's "
-        "statistics). se_seeds is the standard error across seeds. Every estimator's gradient uses the same "
-        "sampled responses; only advantages and aggregation differ."
+        f"mse_B{n_prompts} is ||g_est - g_MC||^2 minus the Monte-Carlo noise at the measured batch; other mse_B* "
+        "extrapolate the per-prompt decomposition (prompts i.i.d.; estimators pooling across prompts keep the "
+        "measured batch's statistics). rescaled_B* is the MSE after the estimator's best scalar rescaling at that B "
+        "(scale_B*: the factor), the comparison that matters for training with Adam, which is nearly invariant to a "
+        "gradient's global scale. se_seeds is the standard error across seeds. Every estimator's gradient uses the "
+        "same sampled responses; only advantages and aggregation differ."
     )
     write_result(
         table,

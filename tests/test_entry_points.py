@@ -83,12 +83,12 @@ def test_table2_end_to_end(tmp_path, monkeypatch):
     table = table2.main(toy_argv(tmp_path, steps=2, mc_samples=4, measure_every=2) + ["--seeds", "0", "1"])
     rows = table.set_index("estimator")
     assert {"kae", "grpo", "drgrpo", "gpg", "oracle"} <= set(rows.index)
-    assert {"grad_mse_B2", "mse_B128", "mse_B512", "grad_cos", "mse_rescaled", "vs_oracle"} <= set(table.columns)
+    assert {"mse_B2", "mse_B128", "mse_B512", "rescaled_B2", "rescaled_B512", "grad_cos", "vs_oracle"} <= set(table.columns)
     assert rows.loc["grpo", "aggregation"] == "seq-mean-token-mean" and rows.loc["kae", "aggregation"] == "seq-mean-token-sum-norm"
     # The GRPO family differs: std normalisation and aggregation change the gradient.
-    assert len({rows.loc[e, "grad_mse_B2"] for e in ("grpo", "drgrpo", "gpg")}) == 3
+    assert len({rows.loc[e, "mse_B2"] for e in ("grpo", "drgrpo", "gpg")}) == 3
     data = pd.read_csv(tmp_path / "results" / "table2.data.csv")
-    assert {"pp_m2", "pp_bias2", "grad_dot", "grad_norm2"} <= set(data.columns)
+    assert {"pp_cc", "pp_ct", "pp_tt", "x_cc", "x_ct", "x_tt", "grad_dot", "grad_norm2"} <= set(data.columns)
     steps = pd.read_csv(tmp_path / "results" / "table2.steps.csv")
     assert (steps["grad_noise"] >= 0).all() and {"score2_correct", "score2_wrong"} <= set(steps.columns)
     text = read_md(tmp_path, "table2")
@@ -176,14 +176,18 @@ def test_grpo_gradient_is_rloo_gradient_shrunk_by_one_minus_one_over_g(tmp_path)
     torch.testing.assert_close(g[0], 0.75 * g[1], rtol=1e-4, atol=1e-5 * float(g.abs().max()))
 
 
-def test_per_prompt_decomposition_reproduces_the_measured_mse(tmp_path):
+def test_per_prompt_decomposition_reproduces_the_measured_mse(tmp_path, monkeypatch):
+    monkeypatch.setattr(Trainer, "score", lambda self, c, g: np.array([len(x) % 2 for x in c], dtype=float))
     # At the measured B, bias^2 + (m2 - bias^2)/B is the directly measured noise-corrected MSE, exactly.
     cfg = get_preset("small", **{**TOY, "prompts_per_step": 3}, steps=2, device="cpu", cache_dir=str(tmp_path))
     res = paired_run(cfg, {"kae": ("kae", {}), "grpo": ("grpo", {})}, [1, 2], 4, gradients=True,
                      log=lambda *_: None, progress=False)
+    from reproduce.measure import mse_at
+
     for row in res.cells:
-        decomposed = row["pp_bias2"] + (row["pp_m2"] - row["pp_bias2"]) / 3
-        assert decomposed == pytest.approx(row["grad_mse"], rel=1e-9, abs=1e-15)
+        assert mse_at(pd.Series(row), 3)[0] == pytest.approx(row["grad_mse"], rel=1e-9, abs=1e-15)
+        best, scale = mse_at(pd.Series(row), 3, None)
+        assert best <= row["grad_mse"] + 1e-15 and np.isfinite(scale)
 
 
 @pytest.mark.parametrize("mode", ["seq-mean-token-mean", "seq-mean-token-sum-norm", "token-mean"])
@@ -284,3 +288,14 @@ def test_accuracy_verdicts_come_from_per_seed_differences():
     assert "does not hold" in gain_sentence(data([0.40, 0.41, 0.39], [0.60, 0.61, 0.62]), "KAE", "GRPO", "x")
     assert "GRPO degrades" in change_sentence(data([0.6] * 3, [0.40, 0.41, 0.39]), "GRPO")
     assert "KAE improves" in change_sentence(data([0.70, 0.71, 0.69], [0.5] * 3), "KAE")
+
+
+def test_preset_sweep_end_to_end(tmp_path, monkeypatch):
+    from reproduce import sweep
+
+    monkeypatch.setattr(sweep, "WARM_STARTS", {"mixed": {"sft_steps": 10, "sft_direct_rate": 0.5}})
+    monkeypatch.setattr(sweep, "LRS", (1e-3,))
+    table = sweep.main(toy_argv(tmp_path, steps=2) + ["--seeds", "0", "1"])
+    assert list(table["warm start"]) == ["mixed"] and 0 <= table.loc[0, "direct share"] <= 1
+    text = read_md(tmp_path, "preset_sweep")
+    assert "lr 0.001: GRPO" in text and "null" in text
