@@ -294,10 +294,10 @@ def mse_at(m: pd.DataFrame | pd.Series, batch: int, scale=1.0):
     Examples
     --------
     >>> m = pd.Series({"pp_cc": 2.0, "pp_ct": 1.0, "pp_tt": 1.0, "x_cc": 0.5, "x_ct": 0.5, "x_tt": 0.5})
-    >>> mse_at(m, 1)           # B = 1: E||c_p - t_p||^2 = 2 - 2 + 1
-    (1.0, 1.0)
-    >>> mse_at(m, 1, None)     # best s = <c, t> / ||c||^2 = 0.5
-    (0.5, 0.5)
+    >>> float(mse_at(m, 1)[0])                      # B = 1: E||c_p - t_p||^2 = 2 - 2 + 1
+    1.0
+    >>> [float(v) for v in mse_at(m, 1, None)]      # best s = <c, t> / ||c||^2 = 0.5
+    [0.5, 0.5]
     """
     quad = m["x_cc"] + (m["pp_cc"] - m["x_cc"]) / batch
     lin = m["x_ct"] + (m["pp_ct"] - m["x_ct"]) / batch
