@@ -161,21 +161,6 @@ def test_baseline_does_not_depend_on_the_response_own_reward():
         est.update(keys, z, step)
 
 
-@settings(max_examples=30, deadline=None, derandomize=True)
-@given(steps=st.lists(st.lists(st.tuples(st.integers(0, 5), st.floats(0, 1, allow_nan=False)), min_size=1,
-                                        max_size=12), min_size=1, max_size=10))  # fmt: skip
-def test_baselines_stay_within_the_rewards_seen(steps):
-    # Window estimates are convex combinations of rewards, the centre is a mean of them and shrinkage
-    # interpolates; the fallback is the global mean (0 before any update, hence seen starts at [0]).
-    est, seen = get_estimator("kae_auto"), [0.0]
-    for i, batch in enumerate(steps, start=1):
-        keys = [k for k, _ in batch]
-        z = np.array([r for _, r in batch])
-        seen += list(z)
-        base = est.compute(keys, z, i).baselines
-        assert np.all(base >= min(seen) - 1e-12) and np.all(base <= max(seen) + 1e-12)
-        est.update(keys, z, i)
-
 
 def test_save_resume_is_bit_identical_and_a_failed_load_changes_nothing():
     # (tests/test_advantage_robustness.py corrupts every leaf of every estimator's state; this is the

@@ -549,13 +549,13 @@ def test_group_centred_estimators_sum_to_zero_within_groups(batch):
 @given(
     steps=st.lists(st.lists(st.tuples(st.integers(0, 4), st.floats(0, 1, allow_nan=False)), min_size=1, max_size=12),
                    min_size=1, max_size=8),
-    name=st.sampled_from(["kae", "kae_shrink", "kae_cv"]),
+    name=st.sampled_from(["kae", "kae_shrink", "kae_cv", "kae_auto"]),
 )
 def test_kae_baselines_stay_within_the_reward_range(steps, name):
     # Nonnegative kernel weights make NW a convex combination; the fallback is a mean
     # of past rewards (0 before any: the documented prior, hence seen starts at [0]);
-    # shrinkage interpolates between convex combinations.
-    est, seen = get_estimator(name, kernel="exponential"), [0.0]
+    # shrinkage interpolates between convex combinations. kae_auto's windows are exponential already.
+    est, seen = get_estimator(name, **({} if name == "kae_auto" else {"kernel": "exponential"})), [0.0]
     for i, batch in enumerate(steps, start=1):
         keys = [k for k, _ in batch]
         z = np.array([r for _, r in batch])
