@@ -90,7 +90,6 @@ def main(argv=None) -> pd.DataFrame:
                 "wall s": time.perf_counter() - start,
             })
     table = pd.DataFrame(rows)
-    chosen = table[(table["warm start"] == "mixed-1500") & (table["lr"] == base.lr)]
     prov.extra = {
         "grid": f"warm starts {', '.join(WARM_STARTS)}; lr in {', '.join(f'{lr:g}' for lr in LRS)}; GRPO and the "
                 f"null control; {base.steps} steps, G = {base.G}, {base.prompts_per_step} prompts per step, J = "

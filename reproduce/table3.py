@@ -57,7 +57,6 @@ paper's), ``results/<name>.benchmarks.csv``, ``results/<name>.data.csv``
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 

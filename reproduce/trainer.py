@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import dataclasses
 import csv
 import dataclasses
 import functools
