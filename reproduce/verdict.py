@@ -176,3 +176,24 @@ def reduction_sentence(wide, ours: str, ref: str, what: str, claim=None) -> tupl
         paper = f"{lo:.0%}-{hi:.0%}" if hi is not None else f">{lo:.0%}"
         text += f"; paper {paper}, ours {size_vs_claim(eff, claim)}"
     return text + ".", eff
+
+
+def difference_sentence(wide, ours: str, ref: str, what: str, claim=None) -> tuple[str, Effect | None]:
+    """Like :func:`reduction_sentence`, for quantities whose per-seed ratios are ill-conditioned (near 0 or of
+    either sign, such as extrapolated or rescaled MSEs): the verdict is on the per-seed difference
+    ``ref - ours``; the relative reduction and its interval are the difference's divided by ``ref``'s mean."""
+    if ours not in wide.columns or ref not in wide.columns:
+        return f"{ours} or {ref} was not measured: no comparison.", None
+    described, eff = describe_or_why((wide[ref] - wide[ours]).to_numpy(), fmt=".3g")
+    mean_ref = float(wide[ref].mean())
+    text = f"{ours} vs {ref}, {what}: {wide[ours].mean():.3g} vs {mean_ref:.3g}; {ref} - {ours} = {described}"
+    if eff is None or not mean_ref > 0:
+        return text + ".", eff
+    rel = Effect(eff.mean / mean_ref, eff.se / mean_ref, eff.low / mean_ref, eff.high / mean_ref, eff.n,
+                 eff.mde / mean_ref, eff.verdict)
+    text += f"; relative reduction {rel.mean:+.1%} (95% CI {rel.low:+.1%} to {rel.high:+.1%})"
+    if claim is not None:
+        lo, hi = (claim, None) if np.isscalar(claim) else claim
+        paper = f"{lo:.1%}-{hi:.1%}" if hi is not None else f">{lo:.0%}"
+        text += f"; paper {paper}, ours {size_vs_claim(rel, claim)}"
+    return text + ".", rel
