@@ -67,6 +67,16 @@ binned statistics and criteria report NaN there, while :func:`binned_smooth`
 computes such points (and any outside its grid) exactly, so a prediction is
 NaN on both paths or on neither.
 
+Data a single grid cannot resolve (far outliers): a grid over ``[min x, max x]``
+with one point at ``1e6`` is far too coarse for the bulk's bandwidth. When
+:func:`binned_smooth` or :func:`binned_smoother_stats` get raw data and ``h``
+is below twice that grid's spacing, the sorted data are cut at every gap wider
+than the kernel's reach ``tau h`` (no kernel weight crosses it); each run of at
+least 256 points is binned on a grid of its own and the other points are
+computed exactly (an isolated outlier: its own response under NW, undefined
+under local linear, as on the exact path). The bulk's fits are then the same
+numbers as without the outliers. A :class:`BinnedData` passed in keeps its grid.
+
 Approximate smoother statistics (:func:`binned_smoother_stats`): ``fitted`` and
 ``diag`` are the grid values interpolated to the data; ``trace = sum_i S_ii``
 and ``trace_sst = sum_i ||l(x_i)||^2`` are the sums of the interpolated values,
@@ -139,6 +149,8 @@ _TRUNCATE_REL = 1e-12
 _NOISE_REL = 1e-12
 # Local-linear determinant tolerance, the same relative rule as smoothing.py.
 _DET_REL = 1e-10
+# Runs of the data (see _split) with fewer points are computed exactly.
+_MIN_RUN = 256
 
 
 def _effective_support(kern: Kernel) -> float:
@@ -530,6 +542,35 @@ def _check_resolution(h, data, kern):
     return degenerate
 
 
+def _split(data, h, kern):
+    """Grids for data whose range one grid cannot resolve at ``h`` (far outliers).
+
+    When ``h`` is below twice the grid spacing, the sorted data are cut at the
+    gaps wider than the kernel's reach ``tau h``: no kernel weight crosses such
+    a gap (beyond ``tau`` the binned path neglects the kernel anyway), so each
+    run is smoothed on its own, runs of at least ``_MIN_RUN`` points on a grid
+    of ``grid_size`` points over the run, the others exactly. Returns
+    ``[(BinnedData, rows)]`` and the rows to compute exactly; ``[(data, None)]``
+    and no rows when the single grid resolves ``h`` or the data have no such gap.
+    """
+    none = np.zeros(0, dtype=np.intp)
+    if not h < 2 * data.delta:
+        return [(data, None)], none
+    order = np.argsort(data._x, kind="stable")
+    cut = np.flatnonzero(np.diff(data._x[order]) > _effective_support(kern) * h) + 1
+    if cut.size == 0:
+        return [(data, None)], none
+    bounds = np.concatenate(([0], cut, [order.size]))
+    sizes = np.diff(bounds)
+    parts = []
+    for r in np.flatnonzero(sizes >= _MIN_RUN):  # at most n / _MIN_RUN grids
+        rows = np.sort(order[bounds[r] : bounds[r + 1]])  # the caller's order: the same sums as alone
+        w = None if data._w is None else data._w[rows]
+        parts.append((linear_binning(data._x[rows], data._y[rows], w, grid_size=data.grid_size), rows))
+    exact = order[np.repeat(sizes < _MIN_RUN, sizes)]
+    return parts, exact
+
+
 def _binned_input(x, y, sample_weight, grid_size, lo=None, hi=None):
     if isinstance(x, BinnedData):
         if y is not None or sample_weight is not None or grid_size is not None:
@@ -556,12 +597,14 @@ def binned_smooth(
         ``y``, ``sample_weight`` and ``grid_size`` must be None).
     y : array of shape (n,) or None
     x_eval : array of shape (m,) or (m, 1)
-        Evaluation points. The grid spans the data; points outside it, and
-        points where the grid's kernel sums are at round-off level (far from
-        the data with the Gaussian or exponential kernel), are computed by the
-        exact smoother, so the binned and exact paths agree on where a fit
-        exists and predictions do not depend on which other points are
-        evaluated in the same call.
+        Evaluation points. The grid spans the data (each run of it, where far
+        outliers would make one grid too coarse; see the module notes);
+        points outside every grid, and points where the grid's kernel sums are
+        at round-off level (far from the data with the Gaussian or exponential
+        kernel), are computed by the exact smoother, so the binned and exact
+        paths agree on where a fit exists and predictions do not depend on
+        which other points are evaluated in the same call. Points on a grid
+        too coarse for ``h`` are NaN (warned).
     bandwidth : float
         Positive bandwidth.
     kernel : str or Kernel
@@ -590,18 +633,32 @@ def binned_smooth(
     kern, h = _validate(kernel, degree, bandwidth)
     xe = _check_1d(x_eval, "x_eval")
     data = _binned_input(x, y, sample_weight, grid_size)
-    if _check_resolution(h, data, kern):  # warned there; no second warning
-        nan = like(np.full(xe.shape[0], np.nan), data._ref)
-        return (nan, nan) if return_norm else nan
-    fit_g, _, norm_g = _grid_fit(data, h, kern, degree, return_norm)
-    idx, t, outside = data._locate(xe)
-    fitted = _interp(fit_g, idx, t)
-    norm2 = _interp(norm_g, idx, t) if return_norm else None
-    # Points the grid cannot serve (outside it, or where its kernel sums are
+    parts, _ = ([(data, None)], None) if isinstance(x, BinnedData) else _split(data, h, kern)
+    m = xe.shape[0]
+    fitted = np.full(m, np.nan)
+    norm2 = np.full(m, np.nan) if return_norm else None
+    # Points no grid serves (outside every grid, or where its kernel sums are
     # at FFT round-off level: far from the data with an unbounded kernel)
     # are computed exactly, so the binned and exact paths agree on where a
     # fit exists (NaN only where no data carry weight at all).
-    redo = np.flatnonzero(outside | np.isnan(fitted))
+    todo = np.ones(m, dtype=bool)
+    coarse = np.zeros(m, dtype=bool)  # on a grid too coarse for h: NaN, warned once
+    for part, _ in parts:
+        idx, t, outside = part._locate(xe)
+        mine = todo & ~outside
+        todo &= ~mine
+        if _check_resolution(h, part, kern):
+            coarse |= mine
+            continue
+        if not mine.any():
+            continue
+        sel = slice(None) if mine.all() else np.flatnonzero(mine)
+        fit_g, _, norm_g = _grid_fit(part, h, kern, degree, return_norm)
+        fitted[sel] = _interp(fit_g, idx[sel], t[sel])
+        if return_norm:
+            norm2[sel] = _interp(norm_g, idx[sel], t[sel])
+        todo[sel] |= np.isnan(fitted[sel])
+    redo = np.flatnonzero(todo)
     if redo.size:
         from .smoothing import smooth  # smoothing imports this module
 
@@ -613,7 +670,7 @@ def binned_smooth(
             fitted[redo], norm2[redo] = out
         else:
             fitted[redo] = out
-    n_bad = int(np.isnan(fitted).sum())
+    n_bad = int(np.count_nonzero(np.isnan(fitted) & ~coarse))
     if n_bad:
         _warn_no_data(n_bad, bandwidth)
     ref = data._ref
@@ -659,8 +716,9 @@ def binned_smoother_stats(
         ``trace_sst`` floats; ``n_undefined`` points with NaN. Nothing is
         warned about undefined fits (callers score them), only about a grid
         too coarse for the bandwidth. When the kernel support ``tau h`` is
-        within one grid spacing, every fit is undefined (all NaN,
-        ``n_undefined = n``, NaN traces): see the module notes.
+        within one grid spacing, every fit on that grid is undefined (NaN,
+        counted in ``n_undefined``, NaN traces): see the module notes, also
+        for data with far outliers (binned in runs, small runs exactly).
 
     Examples
     --------
@@ -674,15 +732,31 @@ def binned_smoother_stats(
     """
     kern, h = _validate(kernel, degree, bandwidth)
     data = _binned_input(x, y, sample_weight, grid_size)
-    if _check_resolution(h, data, kern):
-        nan = like(np.full(data.n, np.nan), data._ref)
-        return SmootherStats(nan, nan, math.nan, math.nan, data.n)
-    fit_g, A_g, trace, trace_sst = _grid_stats(data, h, kern, degree)
-    fitted = _interp(fit_g, data._idx, data._t)
-    diag = _interp(A_g, data._idx, data._t)
-    diag *= kern.k0
-    if data._w is not None:
-        diag *= data._w
+    parts, exact = ([(data, None)], None) if isinstance(x, BinnedData) else _split(data, h, kern)
+    fitted, diag = np.full(data.n, np.nan), np.full(data.n, np.nan)
+    trace = trace_sst = 0.0
+    for part, rows in parts:
+        sel = slice(None) if rows is None else rows
+        if _check_resolution(h, part, kern):
+            trace = trace_sst = math.nan
+            continue
+        fit_g, A_g, tr, tr_sst = _grid_stats(part, h, kern, degree)
+        fitted[sel] = _interp(fit_g, part._idx, part._t)
+        d = _interp(A_g, part._idx, part._t)
+        d *= kern.k0
+        if part._w is not None:
+            d *= part._w
+        diag[sel] = d
+        trace, trace_sst = trace + tr, trace_sst + tr_sst
+    if exact is not None and exact.size:
+        # Runs too small for a grid of their own (e.g. far outliers), exactly:
+        # no weight reaches them from the other runs, so their own data suffice.
+        from .smoothing import smoother_stats
+
+        w = None if data._w is None else data._w[exact]
+        st = smoother_stats(data._x[exact], data._y[exact], h, kernel=kern, degree=degree, sample_weight=w)
+        fitted[exact], diag[exact] = st.fitted, st.diag
+        trace, trace_sst = trace + st.trace, trace_sst + st.trace_sst
     n_undefined = int(np.isnan(fitted).sum())
     ref = data._ref
     return SmootherStats(like(fitted, ref), like(diag, ref), trace, trace_sst, n_undefined)
