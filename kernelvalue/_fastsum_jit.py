@@ -33,8 +33,8 @@ import numpy as np
 from numba import njit
 
 # Points per block: window edges first, then the prefix sums they need, then
-# the points (local arrays of this size stay in L1).
-_BLOCK = 256
+# the points (local arrays of this size stay in L1). Also the smallest ring.
+BLOCK = 256
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,12 +43,15 @@ def criteria_loop(coef, degree):
     and local polynomial ``degree``.
 
     The returned function takes ``(xp, y, w, weighted, keep, h, beta, k0,
-    eps, tol, det_rel, edge_tol)``, where ``xp`` holds the sorted data
-    after one ``-inf`` and before three ``+inf`` (``x[j] = xp[j + 1]``), and
+    eps, tol, det_rel, edge_tol, G)``, where ``xp`` holds the sorted data
+    after one ``-inf`` and before three ``+inf`` (``x[j] = xp[j + 1]``) and
+    ``G`` is scratch of shape ``(2^k, C)`` for the ``C`` moment rows, and
     returns ``(sum w r^2, sum w r^2 / (1 - S_ii)^2, sum S_ii, n undefined,
     n with S_ii >= 1, points near a window edge, points to sum pair by
-    pair)`` over the points with ``keep``, the last two kinds left out of
-    the sums.
+    pair, the scratch)`` over the points with ``keep``, the last two kinds
+    left out of the sums; the scratch comes back grown where the windows
+    needed more (keep it for the next bandwidth: fresh pages cost a fault
+    each).
     """
     n_mom, n_t = 2 * degree + 1, degree + 1
     KS = len(coef) - 1 + n_mom  # moments of the weights
@@ -66,7 +69,7 @@ def criteria_loop(coef, degree):
     LL = degree == 1
 
     @njit(cache=True, error_model="numpy")
-    def loop(xp, y, w, weighted, keep, h, beta, k0, eps, tol, det_rel, edge_tol):
+    def loop(xp, y, w, weighted, keep, h, beta, k0, eps, tol, det_rel, edge_tol, G):
         n = xp.shape[0] - 4
         x = xp[1 : n + 1]
 
@@ -91,10 +94,13 @@ def criteria_loop(coef, degree):
         mean = np.empty((ncell, C))
         # Prefix sums in a ring of R positions (a power of two), grown to
         # twice what a block reads (from its first window start to its last
-        # window end): it stays in cache where the windows are narrow.
-        R = _BLOCK
+        # window end) but no further than the data: it stays in cache where
+        # the windows are narrow.
+        R = BLOCK
         mask = R - 1
-        G = np.empty((R, C))
+        full = 1
+        while full < n + 1:
+            full *= 2
         for q in range(C):
             G[0, q] = 0.0
 
@@ -102,9 +108,9 @@ def criteria_loop(coef, degree):
         M = np.empty(C)
         S = np.empty(n_mom)
         T = np.empty(n_t)
-        LO = np.empty(_BLOCK, np.intp)
-        MID = np.empty(_BLOCK, np.intp)
-        HI = np.empty(_BLOCK, np.intp)
+        LO = np.empty(BLOCK, np.intp)
+        MID = np.empty(BLOCK, np.intp)
+        HI = np.empty(BLOCK, np.intp)
         near = np.empty(n, np.intp)
         redo = np.empty(n, np.intp)
         n_near = n_redo = n_bad = n_ge1 = 0
@@ -114,8 +120,8 @@ def criteria_loop(coef, degree):
         filled = 0  # prefix sums known at positions <= filled
         r_fill = -1  # cell of position filled (its mean is known)
         half = 0.5 * beta
-        for i0 in range(0, n, _BLOCK):
-            i1 = min(i0 + _BLOCK, n)
+        for i0 in range(0, n, BLOCK):
+            i1 = min(i0 + BLOCK, n)
             # Window edges: lo = first x >= z - h, hi = first x > z + h, mid
             # = first x > z. They move by about one point per point: the
             # next three candidates are tested at once (x is sorted, so the
@@ -139,9 +145,10 @@ def criteria_loop(coef, degree):
                 LO[i - i0], HI[i - i0], MID[i - i0] = lo, hi, mid
             if hi - LO[0] >= R:
                 R2 = R
-                while R2 <= 2 * (hi - LO[0]):
+                while R2 <= 2 * (hi - LO[0]) and R2 < full:
                     R2 *= 2
-                G2 = np.empty((R2, C))
+                G2 = G if G.shape[0] >= R2 else np.empty((R2, C))
+                # In place too: a new slot below R is the position's own old slot.
                 for j in range(LO[0], filled + 1):
                     for q in range(C):
                         G2[j & (R2 - 1), q] = G[j & mask, q]
@@ -298,6 +305,6 @@ def criteria_loop(coef, degree):
             tot_r2 += blk_r2
             tot_loo += blk_loo
             tot_tr += blk_tr
-        return tot_r2, tot_loo, tot_tr, n_bad, n_ge1, near[:n_near], redo[:n_redo]
+        return tot_r2, tot_loo, tot_tr, n_bad, n_ge1, near[:n_near], redo[:n_redo], G
 
     return loop

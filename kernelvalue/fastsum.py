@@ -265,26 +265,25 @@ class FastSmoother:
         coef = _coefficients(kern, False)
         loop = jit.criteria_loop(tuple(float(c) for c in coef), degree)
         tol = 64 * np.finfo(float).eps * (max(abs(float(x[0])), abs(float(x[-1]))) + h)  # _edge_tol, z = x
-        r2, loo, trace, n_bad, n_ge1, near, redo = loop(
+        ring = ("ring", 2 * coef.shape[0] + 3 * degree)  # rows: the moments of w and of w y
+        scratch = self._pool.get(ring)
+        if scratch is None:
+            scratch = np.empty((jit.BLOCK, ring[1]))
+        r2, loo, trace, n_bad, n_ge1, near, redo, self._pool[ring] = loop(
             self._pool["padded"], y, w, self.w is not None, keep, h, _cell_width(coef.shape[0] + 2 * degree - 1),
-            kern.k0, np.finfo(float).eps, _TOL, _DET_REL, tol)
-        # Points with data on a window edge (settled by the kernel itself)
-        # and those too close to round-off are summed pair by pair, unless
-        # their windows hold many points (data on a lattice of step ~h):
-        # then the numpy sums settle the edges.
-        parts = []
-        if near.size:
-            z = x[near]
+            kern.k0, np.finfo(float).eps, _TOL, _DET_REL, tol, scratch)
+        # Points with data on a window edge and those too close to round-off
+        # are summed pair by pair, with the kernel itself (the direct path's
+        # weights), unless their windows hold many points (data on a lattice
+        # of step ~h): then the numpy sums settle the edges.
+        idx = np.sort(np.concatenate([near, redo]))
+        if idx.size:
+            z = x[idx]
             pairs = int(np.sum(np.searchsorted(x, z + h, side="right") - np.searchsorted(x, z - h, side="left")))
             if pairs <= 2 * n:
                 fit_r, A_r, _, bad_r = _direct_fit(x, y, w, None, z, h, kern, degree, False)
             else:
                 fit_r, A_r, _, bad_r = self._fit(z, False, h, degree, w, False, None)
-            parts.append((near, fit_r, A_r, bad_r))
-        if redo.size:
-            fit_r, A_r, _, bad_r = _direct_fit(x, y, w, None, x[redo], h, kern, degree, False)
-            parts.append((redo, fit_r, A_r, bad_r))
-        for idx, fit_r, A_r, bad_r in parts:
             ok = ~bad_r
             n_bad += int(np.count_nonzero(bad_r))
             diag = kern.k0 * A_r[ok] * w[idx][ok]
