@@ -186,7 +186,9 @@ class FastSmoother:
             )
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         self.kernel = kern
-        self.order = np.argsort(x, kind="stable")
+        # Ties may come in any order (every window holds all of a tie group):
+        # numpy's vectorised quicksort is 4x faster than its stable sort.
+        self.order = np.argsort(x)
         self.x = x[self.order]
         self.y = np.asarray(y, dtype=np.float64).reshape(-1)[self.order]
         self.w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)[self.order]
