@@ -239,8 +239,10 @@ class BinnedData:
     def __iter__(self):
         return iter((self.grid, self.counts, self.ysums))
 
-    def _moments(self, name):
-        """Per-bin first/second position moments (grid units) for local linear.
+    def _moments(self):
+        """Per-bin first/second position moments (grid units) for local linear:
+        ``{"b1", "b2", "y1"}``, all three at once (a local-linear fit needs
+        each; they share ``u = w t (1 - t)`` and one bincount).
 
         A point at fraction t of its cell sends share (1 - t) to the left grid
         point at offset t and share t to the right one at offset t - 1.
@@ -249,19 +251,26 @@ class BinnedData:
         u = t * (1.0 - t)
         if self._w is not None:
             u *= self._w
-        if name == "b2":  # u t to the left, u (1 - t) to the right
-            return _split_bins(idx, np.bincount(idx, u, minlength=M), u - u * t, M)
+        g = np.bincount(idx, u, minlength=M)
         # b1: u at the left neighbour (offset t), -u at the right one (offset
-        # t - 1); y1 the same times y.
-        g = np.bincount(idx, u if name == "b1" else u * self._y, minlength=M)
-        out = g.copy()
-        out[1:] -= g[:-1]
-        return out
+        # t - 1); y1 the same times y. b2: u t to the left, u (1 - t) to the right.
+        b1 = g.copy()
+        b1[1:] -= g[:-1]
+        gy = np.bincount(idx, u * self._y, minlength=M)
+        y1 = gy.copy()
+        y1[1:] -= gy[:-1]
+        u *= 1.0 - t
+        return {"b1": b1, "b2": _split_bins(idx, g, u, M), "y1": y1}
 
     def _spectrum(self, name):
         # rfft of a bin array, cached: every bandwidth reuses it.
         if name not in self._spectra:
-            bins = self._moments(name) if name in ("b1", "b2", "y1") else getattr(self, "_" + name)
+            if name in ("b1", "b2", "y1"):
+                if "moments" not in self._spectra:
+                    self._spectra["moments"] = self._moments()
+                bins = self._spectra["moments"][name]
+            else:
+                bins = getattr(self, "_" + name)
             self._spectra[name] = sfft.rfft(bins, self._nfft)
         return self._spectra[name]
 
