@@ -10,7 +10,6 @@ closed form, both degrees and integer weights.
 """
 
 import contextlib
-import importlib.util
 import math
 import warnings
 
@@ -27,7 +26,7 @@ from kernelvalue.smoothing import FASTSUM_MIN_N, smooth, smoother_stats, use_fas
 
 FAST_KERNELS = sorted(k for k, v in KERNELS.items() if supports(v))
 REL = 1e-9
-HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+HAVE_NUMBA = fastsum._jit() is not None
 # The criteria engines: numpy passes, and the compiled loop where numba is installed.
 ENGINES = [False, True] if HAVE_NUMBA else [False]
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
