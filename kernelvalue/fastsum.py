@@ -266,7 +266,7 @@ class FastSmoother:
         keep = self._pool["all"] if mask is None else np.asarray(mask, dtype=bool).reshape(-1)[self.order]
         coef = _coefficients(kern, False)
         loop = jit.criteria_loop(tuple(float(c) for c in coef), degree)
-        tol = 64 * np.finfo(float).eps * (max(abs(float(x[0])), abs(float(x[-1]))) + h)  # _edge_tol, z = x
+        tol = _edge_tol(x, x[[0, -1]], h)  # z = x: its extremes suffice
         ring = ("ring", 2 * coef.shape[0] + 3 * degree)  # rows: the moments of w and of w y
         scratch = self._pool.get(ring)
         if scratch is None:
