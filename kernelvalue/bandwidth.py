@@ -948,8 +948,13 @@ def _kth_gap_1d(x, k):
     left2 = np.concatenate([pad, v[2:] - v[:-2]])
     right1 = np.concatenate([np.diff(v), pad[:1]])
     right2 = np.concatenate([v[2:] - v[:-2], pad])
-    near = np.sort(np.stack([left1, left2, right1, right2], axis=1), axis=1)
-    return near[:, k - 1], float(v[-1] - v[0])
+    # The two nearest on each side are ordered (left1 <= left2, right1 <=
+    # right2), so the k-th nearest of the four needs no sort.
+    if k <= 1:
+        near = np.minimum(left1, right1)
+    else:
+        near = np.minimum(np.maximum(left1, right1), np.minimum(left2, right2))
+    return near, float(v[-1] - v[0])
 
 
 def _default_grid(Xn, scale, kern, degree, n_grid):

@@ -29,7 +29,11 @@ Statistical choices (documented here because the defaults matter):
 * Evaluation points with no training data in the kernel support get NaN and a
   ``RuntimeWarning`` (the policy of :mod:`kernelvalue.smoothing`). The binned
   path gives the same answer as the exact one there: points outside its grid
-  or where its kernel sums are at round-off level are computed exactly.
+  or where its kernel sums are at round-off level are computed exactly. Far
+  outliers in ``X`` do not stretch its grid: the bulk is binned on its own
+  and the outliers, beyond every window's reach, are computed exactly
+  (:mod:`kernelvalue.binned`), as the bandwidth search leaves them out of
+  its criterion.
 * Inputs whose scale would overflow the arithmetic (``|y|^2`` summed over the
   data, or the sum of the weights, beyond the float range) are rejected with
   an error naming ``y`` or ``sample_weight``, as are half-precision results:

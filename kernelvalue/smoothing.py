@@ -13,7 +13,9 @@ first feature and give each block of evaluation points only the training
 points within ``Kernel.tail_bound() * h_0`` of it: beyond that reach every
 weight is exactly zero (compact support, or float64 underflow of the Gaussian
 and exponential kernels), so the result is the same sum while the cost drops
-from ``O(m n)`` to ``O(m * points in reach)``.
+from ``O(m n)`` to ``O(m * points in reach)``. (The numpy 1-D pairwise
+Gaussian sums cut the kernel a little earlier, below ``1e-304 K(0)`` at
+``|u| = 37.4``: past that numpy's ``exp`` leaves its vectorised path.)
 
 Algorithms: in 1-D, kernels with a polynomial or exponential form (every
 built-in kernel but the Gaussian) are summed exactly in ``O(n + m log n)``
@@ -82,6 +84,14 @@ _BLOCK_ELEMENTS_ACCELERATOR = 1 << 22
 # Pairwise differences and their squares kept per data set by the 1-D
 # pairwise sums (elements: 32 MB in float64), i.e. for n up to ~2000 points.
 _PAIR_CACHE = 1 << 22
+
+# numpy's exp is 20-200x slower where its result underflows or is subnormal
+# (arguments below about -708). The numpy 1-D pairwise Gaussian sums clamp
+# the argument at -_EXP_FLOOR and set those weights to exactly 0: the kernel
+# is cut where it falls below 1e-304 of K(0) (|u| > 37.4) instead of where
+# float64 underflows (|u| > 38.6); every other weight keeps its value.
+_EXP_FLOOR = 700.0
+_EXP_TINY = math.exp(-_EXP_FLOOR)
 
 #: Values of the ``algorithm`` argument.
 ALGORITHMS = ("auto", "fastsum", "direct")
@@ -524,13 +534,11 @@ class _Pairwise1D:
             self._diffs[(a, b)] = pair
         return pair
 
-    def _weights_block(self, d, d2, h, gauss, buf):
-        """Kernel weights for a block of differences ``d`` (squares ``d2``), into
-        ``buf`` for the numpy Gaussian."""
+    def _weights_block(self, d, d2, h, gauss, buf, span):
+        """Kernel weights for a block of differences ``d`` (squares ``d2``, at most
+        ``span`` apart), into ``buf`` for the numpy Gaussian."""
         if gauss and buf is not None:
-            E = buf[: d.shape[0], : d.shape[1]]
-            np.multiply(d2, -0.5 / (h * h), out=E)
-            return np.exp(E, out=E)
+            return _gauss_block(d2, 0.5 / (h * h), span, buf[: d.shape[0], : d.shape[1]])
         if gauss:
             return self.xp.exp(d2 * (-0.5 / (h * h)))
         return self.kern(d / h)
@@ -555,7 +563,8 @@ class _Pairwise1D:
             for b in range(lo, hi, self.block):
                 bj = min(b + self.block, hi)
                 d = self.x[b:bj][None, :] - z[a:ai][:, None]
-                E = self._weights_block(d, d * d, h, gauss, buf)
+                span = max(abs(float(self.xs[bj - 1] - zs[a])), abs(float(zs[ai - 1] - self.xs[b])))
+                E = self._weights_block(d, d * d, h, gauss, buf, span)
                 t = d / h if degree else None
                 for p in range(n_mom):
                     Vp = V if p <= degree else V[:, :1]
@@ -588,7 +597,7 @@ class _Pairwise1D:
         buf = np.empty((self.block, self.block)) if is_numpy_array(self.X) else None
         for a, ai, b, bj in self._pairs(kern.tail_bound() * h):
             d, d2 = self._diff(a, ai, b, bj)
-            E = self._weights_block(d, d2, h, gauss, buf)
+            E = self._weights_block(d, d2, h, gauss, buf, float(self.xs[bj - 1] - self.xs[a]))
             t = d / h if degree else None
             mirror = b != a
             for p in range(n_mom):
@@ -606,7 +615,10 @@ class _Pairwise1D:
                 if p + 1 < n_mom:
                     E = imul(E, t) if buf is not None else E * t
             if need_sst:
-                E2 = xp.exp(d2 * (-1.0 / (h * h))) if gauss else kern(d / h) ** 2
+                if gauss and buf is not None:
+                    E2 = _gauss_block(d2, 1.0 / (h * h), float(self.xs[bj - 1] - self.xs[a]), np.empty_like(d2))
+                else:
+                    E2 = xp.exp(d2 * (-1.0 / (h * h))) if gauss else kern(d / h) ** 2
                 for p in range(n_mom):
                     Q[a:ai, p] += xp.matmul(E2, w2[b:bj])
                     if mirror:
@@ -614,6 +626,18 @@ class _Pairwise1D:
                     if p + 1 < n_mom:
                         E2 = E2 * t
         return _stats_from_sums(S, T, Q, self.w, self.y, degree, k0, xp)
+
+
+def _gauss_block(d2, c, span, out):
+    """``exp(-c d2)`` into ``out`` (numpy); where ``c span^2`` passes
+    ``_EXP_FLOOR``, weights below ``exp(-_EXP_FLOOR)`` become 0 (see there)."""
+    np.multiply(d2, -c, out=out)
+    if c * span * span <= _EXP_FLOOR:
+        return np.exp(out, out=out)
+    np.maximum(out, -_EXP_FLOOR, out=out)
+    np.exp(out, out=out)
+    np.putmask(out, out <= _EXP_TINY, 0.0)
+    return out
 
 
 def _stats_from_sums(S, T, Q, w, y, degree, k0, xp):

@@ -329,6 +329,57 @@ def test_points_the_grid_cannot_serve_are_computed_exactly(data):
     assert both[0] == near[0]
 
 
+@pytest.mark.parametrize("degree", [0, 1])
+@pytest.mark.parametrize("kernel", ["epanechnikov", "gaussian"])
+def test_far_outlier_does_not_stretch_the_grid(data, kernel, degree):
+    x, y = data
+    xo, yo = np.append(x, 1e6), np.append(y, 5.0)
+    x_eval = np.array([0.25, 0.5, 1e6, 7.0])
+    h = 0.05  # one grid over [0, 1e6] would be 244 wide: all NaN
+    clean = binned_smooth(x, y, x_eval[:2], h, kernel=kernel, degree=degree)
+    clean_st = binned_smoother_stats(x, y, h, kernel=kernel, degree=degree)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN where no data: checked below
+        exact = smooth(xo, yo, x_eval[2:], h, kernel=kernel, degree=degree)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = binned_smooth(xo, yo, x_eval, h, kernel=kernel, degree=degree)
+        st = binned_smoother_stats(xo, yo, h, kernel=kernel, degree=degree)
+    assert not any("grid spacing" in str(w.message) for w in caught)
+    # The bulk gets the grid it has without the outlier (no weight crosses the
+    # gap), so its fits are the same numbers; far points are computed exactly.
+    np.testing.assert_array_equal(fit[:2], clean)
+    np.testing.assert_array_equal(st.fitted[:-1], clean_st.fitted)
+    np.testing.assert_array_equal(st.diag[:-1], clean_st.diag)
+    np.testing.assert_array_equal(np.isnan(fit[2:]), np.isnan(exact))
+    np.testing.assert_allclose(fit[2:][~np.isnan(exact)], exact[~np.isnan(exact)], rtol=1e-12)
+    if degree == 0:  # alone in its window: the fit is its own y, S_ii = 1
+        assert (st.fitted[-1], st.diag[-1], st.n_undefined) == (5.0, 1.0, 0)
+        assert st.trace == pytest.approx(clean_st.trace + 1.0, rel=1e-12)
+    else:  # no line through one point: undefined, as on the exact path
+        assert np.isnan(st.fitted[-1]) and st.n_undefined == 1
+        assert st.trace == pytest.approx(clean_st.trace, rel=1e-12)
+        assert any("no (or too few)" in str(w.message) for w in caught)
+
+
+def test_far_apart_clusters_get_a_grid_each(rng):
+    a = rng.uniform(0.0, 1.0, 3000)
+    b = rng.uniform(1e4, 1e4 + 2.0, 2000)
+    ya, yb = np.sin(6 * a), np.cos(b - 1e4)
+    x, y = np.concatenate([a, b]), np.concatenate([ya, yb])
+    w = rng.uniform(0.5, 2.0, x.size)
+    st = binned_smoother_stats(x, y, 0.05, degree=1, sample_weight=w)
+    alone = [binned_smoother_stats(a, ya, 0.05, degree=1, sample_weight=w[:3000]),
+             binned_smoother_stats(b, yb, 0.05, degree=1, sample_weight=w[3000:])]
+    np.testing.assert_array_equal(st.fitted, np.concatenate([s.fitted for s in alone]))
+    np.testing.assert_array_equal(st.diag, np.concatenate([s.diag for s in alone]))
+    assert st.trace_sst == pytest.approx(sum(s.trace_sst for s in alone), rel=1e-12)
+    z = np.array([0.5, 1e4 + 1.0])
+    fit = binned_smooth(x, y, z, 0.05, degree=1, sample_weight=w)
+    assert fit[0] == binned_smooth(a, ya, z[:1], 0.05, degree=1, sample_weight=w[:3000])[0]
+    assert fit[1] == binned_smooth(b, yb, z[1:], 0.05, degree=1, sample_weight=w[3000:])[0]
+
+
 def test_local_linear_all_x_equal_is_undefined_nw_is_the_mean(rng):
     x = np.full(50, 2.0)
     y = rng.normal(size=50)

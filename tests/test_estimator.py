@@ -410,6 +410,39 @@ def test_far_outlier_in_x_does_not_flatten_the_fit(rng):
     assert est.bandwidth_ < 0.2 and not est.bandwidth_at_edge_
 
 
+@pytest.mark.parametrize("degree", [0, 1])
+def test_far_outlier_in_x_binned_fit_and_predict(rng, degree):
+    # n > BINNED_THRESHOLD: binned="auto" bins. One grid over [0, 1e6] would
+    # be far too coarse for the bulk's bandwidth (NaN everywhere); the bulk
+    # is binned on its own and the outlier, out of every window's reach, is
+    # computed exactly.
+    X, y, _ = _sine(rng, n=6000)
+    Xo, yo = np.vstack([X, [[1e6]]]), np.append(y, 3.0)
+    clean = KernelValueEstimator(degree=degree).fit(X, y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = KernelValueEstimator(degree=degree).fit(Xo, yo)
+        pred = est.predict(np.array([[0.25], [0.5], [1e6]]))
+    messages = [str(w.message) for w in caught]
+    assert est.algorithm_ == "binned" and est.bandwidth_ == pytest.approx(clean.bandwidth_, rel=1e-6)
+    assert not any("grid spacing" in msg for msg in messages)
+    assert any("lie far outside" in msg for msg in messages)
+    np.testing.assert_allclose(pred[:2], clean.predict(np.array([[0.25], [0.5]])), rtol=1e-6)
+    assert np.all(np.abs(pred[:2] - [1.0, 0.0]) < 0.1)
+    assert est.sigma2_ == pytest.approx(clean.sigma2_, rel=1e-3) and np.isfinite(est.effective_df_)
+    exact = KernelValueEstimator(degree=degree, bandwidth=est.bandwidth_, binned=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        at_outlier = exact.fit(Xo, yo).predict(np.array([[1e6]]))
+    if degree == 0:  # alone in its window: its own response, as on the exact path
+        assert pred[2] == at_outlier[0] == 3.0
+        assert est.effective_df_ == pytest.approx(clean.effective_df_ + 1.0, rel=1e-9)
+    else:  # no line through one point: NaN and warned, as on the exact path
+        assert np.isnan(pred[2]) and np.isnan(at_outlier[0])
+        assert any("1 training point(s) have an undefined local fit" in msg for msg in messages)
+        assert any("1 evaluation point(s) have no" in msg for msg in messages)
+
+
 def test_gaussian_far_point_is_consistent_across_paths(rng):
     X, y, _ = _sine(rng, n=6000)
     # Inside the data, 16 and 20 bandwidths out (h = 0.05), and 70 out, where

@@ -9,6 +9,7 @@ data: hypothesis draws sizes, heavy ties, ``1e6`` offsets, every kernel with a
 closed form, both degrees and integer weights.
 """
 
+import contextlib
 import math
 import warnings
 
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import kernelvalue.fastsum as fastsum
 from kernelvalue.bandwidth import loo_score, select_bandwidth
 from kernelvalue.fastsum import FastSmoother, supports
 from kernelvalue.kernels import KERNELS, get_kernel
@@ -24,6 +26,9 @@ from kernelvalue.smoothing import FASTSUM_MIN_N, smooth, smoother_stats, use_fas
 
 FAST_KERNELS = sorted(k for k, v in KERNELS.items() if supports(v))
 REL = 1e-9
+HAVE_NUMBA = fastsum._jit() is not None
+# The criteria engines: numpy passes, and the compiled loop where numba is installed.
+ENGINES = [False, True] if HAVE_NUMBA else [False]
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -40,6 +45,17 @@ def close(fast, direct, scale, conditioned=None):
     assert np.array_equal(np.isnan(fast), np.isnan(direct))
     ok = ~np.isnan(direct) if conditioned is None else ~np.isnan(direct) & conditioned
     np.testing.assert_array_less(np.abs(fast[ok] - direct[ok]), REL * (np.abs(direct[ok]) + scale) + 1e-300)
+
+
+@contextlib.contextmanager
+def engine(jit):
+    """FastSmoother.criteria by the compiled loop (``jit``) or by numpy passes."""
+    saved = fastsum.USE_JIT
+    fastsum.USE_JIT = jit
+    try:
+        yield
+    finally:
+        fastsum.USE_JIT = saved
 
 
 def _design_condition(x, z, h, kernel, w):
@@ -114,6 +130,59 @@ def test_loo_through_fast_sums_equals_brute_force_refits(kernel, degree):
     close((y - st_.fitted) / (1 - st_.diag), brute, float(np.max(np.abs(brute))))
     score = loo_score(x, y, h, kernel, degree, w, algorithm="fastsum")
     assert score == pytest.approx(np.sum(w * brute**2) / np.sum(w), rel=REL)
+
+
+@SETTINGS
+@given(problems(), st.sampled_from(FAST_KERNELS), st.sampled_from([0, 1]), st.sampled_from(ENGINES), st.booleans())
+def test_fast_criteria_equal_direct(prob, kernel, degree, jit, masked):
+    x, y, w, h, _ = prob
+    n = x.size
+    keep = np.arange(n) % 7 != 3 if masked else np.ones(n, dtype=bool)
+    with engine(jit):
+        mse, loo, trace, n_used, n_bad = FastSmoother(x, y, kernel, w).criteria(h, degree, keep if masked else None)
+    st_ = quiet(smoother_stats, x, y, h, kernel, degree, w, algorithm="direct")
+    fit, diag, yk = st_.fitted[keep], st_.diag[keep], y[keep]
+    v = np.ones(n)[keep] if w is None else w[keep]
+    assert (n_used, n_bad) == (int(keep.sum()), int(np.isnan(fit).sum()))
+    ok = ~np.isnan(fit)
+    assert trace == pytest.approx(np.sum(diag[ok]), rel=REL, abs=REL)
+    if n_bad:
+        assert mse == loo == math.inf
+        return
+    # Fits agree to REL (|fit| + scale) and leverages to REL: propagate that
+    # through the squared (deleted) residuals.
+    scale = float(np.max(np.abs(y)))
+    r, dr = yk - fit, REL * (np.abs(fit) + scale)
+    assert mse == pytest.approx(np.sum(v * r * r) / v.sum(), abs=np.sum(v * (2 * np.abs(r) + dr) * dr) / v.sum())
+    if not np.all(diag < 1 - 1e-6):  # a leave-one-out fit without data, or nearly: no digits to compare
+        return
+    om = 1 - diag
+    bound = np.sum(v * ((2 * np.abs(r) + dr) * dr / om**2 + 2 * r * r * REL / om**3)) / v.sum()
+    assert loo == pytest.approx(np.sum(v * (r / om) ** 2) / v.sum(), abs=2 * bound)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed: the compiled loop is not used")
+@pytest.mark.parametrize("kernel", FAST_KERNELS)
+@pytest.mark.parametrize("degree", [0, 1])
+def test_compiled_criteria_equal_numpy_criteria_on_hard_data(kernel, degree):
+    if get_kernel(kernel).poly is None:
+        pytest.skip("the compiled loop sums polynomial kernels")
+    # Ties on a lattice of step h / 4 (every window edge on a data point),
+    # 1e6 offsets, weights over four decades, a zero weight, a far point.
+    rng = np.random.default_rng(5)
+    x = 1e6 + np.concatenate([np.round(rng.uniform(0, 1, 3000) * 160) / 160, [40.0]])  # the last left out
+    y = np.cos(5 * (x - 1e6)) + rng.normal(0, 0.2, x.size)
+    w = 10.0 ** rng.uniform(-2, 2, x.size)
+    w[7] = 0.0
+    fs = FastSmoother(x, y, kernel, w)
+    assert fastsum._jit() is not None
+    for h in (1 / 40, 0.0731, 0.5):
+        with engine(False):
+            ref = fs.criteria(h, degree, x < 1e6 + 10)
+        with engine(True):
+            got = fs.criteria(h, degree, x < 1e6 + 10)
+        assert got[3:] == ref[3:]
+        np.testing.assert_allclose(got[:3], ref[:3], rtol=1e-10)
 
 
 def test_criteria_in_sorted_order_match_the_public_scores():

@@ -308,6 +308,32 @@ def test_smoother_stats_match_explicit_matrix(rng, kernel, degree, d):
     np.testing.assert_allclose(fit[-1], L[-1] @ y, rtol=1e-9)
 
 
+@pytest.mark.parametrize("degree", [0, 1])
+def test_gaussian_weights_below_exp_floor_are_zero(rng, degree):
+    # At h = 0.004 most block pairs reach u ~ 100 where exp underflows (the
+    # slow path of numpy's exp): those weights are cut at |u| = sqrt(1400)
+    # = 37.4 instead of 38.6. Nothing else moves: every kept weight is the
+    # same number, and the cut ones are below 1e-304 of a point's own weight.
+    n, h = 300, 0.004
+    x = np.sort(rng.uniform(0, 1, n))
+    x[-1] = x[-2] + 30 * h  # an isolated point: its neighbour weighs exp(-450)
+    y = np.cos(5 * x) + 0.1 * rng.standard_normal(n)
+    w = rng.uniform(0.5, 2.0, n)
+    S = quiet(smoother_matrix, x, None, h, "gaussian", degree, w)
+    st = smoother_stats(x, y, h, "gaussian", degree, w, algorithm="direct")
+    np.testing.assert_allclose(st.fitted, S @ y, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(st.diag, np.diag(S), rtol=0, atol=1e-13)
+    # New points: in reach of one point, near the cut, beyond it (a local
+    # line needs a second point, 30 h further: NaN at all three).
+    z = x[-1] + np.array([20.0, 37.0, 38.0]) * h
+    L = quiet(local_weights, x, z, h, "gaussian", degree, w)
+    with pytest.warns(RuntimeWarning, match=f"{1 + 2 * degree} evaluation point"):
+        fit = smooth(x, y, z, h, "gaussian", degree, w, algorithm="direct")
+    if degree == 0:
+        np.testing.assert_allclose(fit[:2], L[:2] @ y, rtol=1e-9)
+        assert np.isfinite(L[2] @ y) and np.isnan(fit[2])  # subnormal weights on the dense path
+
+
 def test_window_keeps_points_exactly_on_the_support_edge():
     # The uniform kernel weighs |u| = 1 fully: a grid with spacing h / 4 puts
     # training points at exactly +-h from evaluation points; the reach of each
