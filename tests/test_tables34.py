@@ -37,6 +37,13 @@ def test_paired_tests_match_scipy_and_flag_significance():
     assert np.isnan(t.loc["KAE", "diff_ref"]) and t.loc["KAE", "sd"] == pytest.approx(np.std(acc["KAE"], ddof=1))
     with pytest.raises(ValueError, match="reference method"):
         paired_tests(df[df["method"] != "KAE"])
+    # A family of comparisons widens every interval to the Bonferroni level.
+    wide = paired_tests(df, family=4).set_index("method")
+    ratio = stats.t.ppf(1 - 0.05 / 8, 5) / stats.t.ppf(0.975, 5)
+    for m in ("GRPO", "GPG"):
+        width = wide.loc[m, "ci_high"] - wide.loc[m, "ci_low"]
+        assert width == pytest.approx(ratio * (t.loc[m, "ci_high"] - t.loc[m, "ci_low"]))
+    assert "Bonferroni over 4 comparisons" in verdict(wide.reset_index(), "GRPO", family=4)
 
 
 def test_methods_exist_in_the_registry():
