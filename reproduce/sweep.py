@@ -104,10 +104,12 @@ def main(argv=None) -> pd.DataFrame:
     ]
     for warm, part in table.groupby("warm start", sort=False):
         row = part.iloc[0]
+        styles = (f"answers directly {row['direct share']:.0%} of the time (right {row['direct accuracy']:.0%}) and "
+                  f"works it out otherwise (right {row['worked accuracy']:.0%})" if row["direct share"] > 0 else
+                  f"always works it out (right {row['worked accuracy']:.0%})")
         findings.append(
             f"{warm}: warm start mean@4 {row['start mean@4']:.3f}, pass@4 {row['start pass@4']:.3f}, greedy "
-            f"{row['start greedy']:.3f}; answers directly {row['direct share']:.0%} of the time (right "
-            f"{row['direct accuracy']:.0%}) and works it out otherwise (right {row['worked accuracy']:.0%}). "
+            f"{row['start greedy']:.3f}; {styles}. "
             + "; ".join(f"lr {r['lr']:g}: GRPO {r['GRPO gain']}, null {r['null gain']}" for _, r in part.iterrows())
             + "."
         )
