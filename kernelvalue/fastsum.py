@@ -93,7 +93,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernels import Kernel, get_kernel
+from .kernels import get_kernel
 
 __all__ = ["FastSmoother", "FastStats", "supports"]
 

@@ -547,7 +547,7 @@ class _Pairwise1D:
         """Fitted values and the undefined mask at new points ``z`` (sorted 1-D), from
         blocked kernel sums against the data within the kernel's reach."""
         xp, kern = self.xp, self.kern
-        m, n = z.shape[0], self.x.shape[0]
+        m = z.shape[0]
         n_mom = 2 * degree + 1
         V = xp.stack([self.w, self.w * self.y], axis=1)
         S = xp.zeros((m, n_mom), dtype=self.X.dtype, device=device(self.X))

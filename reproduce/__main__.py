@@ -11,6 +11,7 @@ ENTRY_POINTS = {
     "reproduce.evaluate": "Benchmark evaluator: mean@k / pass@k on AIME24/25, AMC23, MATH500, Minerva, OlympiadBench",
     "reproduce.trainer": "One plain RL training run",
     "reproduce.sweep": "The design sweep behind the small preset (RL learning vs a null control)",
+    "reproduce.replication": "Do the verdicts survive a re-run? Claims recomputed from other result folders",
 }
 
 

@@ -1,0 +1,46 @@
+"""The replication report recomputes each claim's verdict from per-seed data files and flags disagreement."""
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reproduce import replication
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+pytestmark = pytest.mark.skipif(not (RESULTS / "table1.data.csv").is_file(), reason="no committed results")
+
+
+def test_the_same_files_reach_the_same_verdicts():
+    table = replication.compare(RESULTS, {"copy": RESULTS})
+    assert (table["same verdict"] == "yes").all()
+    tables = {c.split(":")[0] for c in table["claim"]}
+    assert {"Table 1", "Table 2", "Table 3", "Table 4", "Figure 4", "Figure S.1"} <= tables
+    assert all(v.split(":")[0] in {"holds", "does not hold", "undecided", "no verdict"} for v in table["main"])
+
+
+def test_a_reversed_effect_is_flagged_and_absent_tables_are_blank(tmp_path):
+    cells = pd.read_csv(RESULTS / "table1.data.csv")
+    cells["estimator"] = cells["estimator"].replace({"kae": "grpo", "grpo": "kae"})  # KAE now has GRPO's errors
+    cells.to_csv(tmp_path / "table1.data.csv", index=False)
+    table = replication.compare(RESULTS, {"swapped": tmp_path}).set_index("claim")
+    row = table.loc["Table 1: KAE's value MSE below GRPO's"]
+    main_verdict, other_verdict = row["main"].split(":")[0], row["swapped"].split(":")[0]
+    assert main_verdict == "holds" and other_verdict == "does not hold" and row["same verdict"] == "NO"
+    table2_rows = table[table.index.str.startswith("Table 2")]
+    assert (table2_rows["swapped"] == "").all() and (table2_rows["same verdict"] == "").all()
+
+
+def test_main_writes_the_report_and_checks_its_arguments(tmp_path, capsys):
+    main_dir = tmp_path / "main"
+    main_dir.mkdir()
+    for name in ("table2.data.csv", "table2.steps.csv"):
+        shutil.copy(RESULTS / name, main_dir / name)
+    replication.main(["--main", str(main_dir), "--other", str(main_dir), "--label", "itself"])
+    text = (main_dir / "replication.md").read_text()
+    assert "| itself" in text and "Table 2" in text and "Table 1" not in text
+    assert "same verdict" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="one --label per --other"):
+        replication.main(["--main", str(main_dir), "--other", str(main_dir), "--other", str(main_dir),
+                          "--label", "one"])
