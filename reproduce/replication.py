@@ -8,12 +8,16 @@ its report (:mod:`reproduce.verdict`), once for ``--main`` (default ``results``)
 and once for each ``--other`` directory: a run with other seeds, or with the same
 seeds and different floating point (``--threads 2`` changes the order of every
 reduction). A claim absent from a directory (that table was not re-run) is left
-blank. Writes ``<main>/replication.md``.
+blank. Where a re-run used other seeds, the two runs' seeds are also pooled (a
+run with twice the seeds) and each claim's verdict is given for the pool: a claim
+near the run's smallest detectable effect can change verdict between seed sets,
+and the pool says which side it falls on. Writes ``<main>/replication.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +90,8 @@ def table3_claims(folder: Path, name: str = "table3") -> dict:
     for m in table.index.drop(REFERENCE):
         row = table.loc[m]
         out[f"Table {name[-1]}: {REFERENCE} above {m} at the end (Bonferroni over {family})"] = (
-            row["verdict"], f"{100 * row['diff_ref']:+.2f} pts ({100 * row['ci_low']:+.2f} to {100 * row['ci_high']:+.2f})")
+            row["verdict"], f"{100 * row['diff_ref']:+.2f} pts ({100 * row['ci_low']:+.2f} to {100 * row['ci_high']:+.2f}, "
+            f"{row['seeds']} seeds; smallest detectable effect {100 * row['mde']:.2f} pts): {row['verdict']}")
     if name == "table3" and {"KAE", "GRPO"} <= set(final["method"]):  # Figure S.1: this one comparison, alone
         f = final.pivot_table(index="seed", columns="method", values="final_acc")
         out["Figure S.1: KAE above GRPO at the end (one comparison, 95%)"] = _effect(
@@ -123,19 +128,42 @@ def claims(folder: Path) -> dict:
     return out
 
 
+def pooled(main: Path, other: Path, into: Path) -> bool:
+    """Write into ``into`` every data file both folders hold, rows of both stacked; False unless
+    their seeds are disjoint (then the pool is a run with more seeds, and its verdicts are sharper)."""
+    names = [f.name for f in main.glob("*.csv") if (other / f.name).is_file() and f.name.endswith(
+        (".data.csv", ".steps.csv"))]
+    frames = {n: (pd.read_csv(main / n), pd.read_csv(other / n)) for n in names}
+    if not frames or any(set(a["seed"]) & set(b["seed"]) for a, b in frames.values()):
+        return False
+    for n, (a, b) in frames.items():
+        pd.concat([a, b], ignore_index=True).to_csv(into / n, index=False)
+    return True
+
+
 def compare(main: Path, others: dict[str, Path]) -> pd.DataFrame:
-    """One row per claim of ``main``: its verdict there and in each other folder, and whether they agree."""
+    """One row per claim of ``main``: its verdict there and in each other folder, whether they agree,
+    and, for a folder with other seeds, the verdict of both runs' seeds pooled."""
     base = claims(main)
+    found = {label: claims(folder) for label, folder in others.items()}
+    pools = {}
+    for label, folder in others.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            if pooled(main, folder, Path(tmp)):
+                pools[f"pooled with {label}"] = claims(Path(tmp))
     rows = []
     for claim, (verdict, text) in base.items():
-        row = {"claim": claim, "main": f"{verdict}: {text}"}
+        row = {"claim": claim, "main": text}
         agree = []
-        for label, folder in others.items():
-            other = claims(folder).get(claim)
-            row[label] = "" if other is None else f"{other[0]}: {other[1]}"
+        for label, other_claims in found.items():
+            other = other_claims.get(claim)
+            row[label] = "" if other is None else other[1]
             if other is not None:
                 agree.append(other[0] == verdict)
         row["same verdict"] = "" if not agree else ("yes" if all(agree) else "NO")
+        for label, pool in pools.items():
+            both = pool.get(claim)
+            row[label] = "" if both is None else both[1]
         rows.append(row)
     return pd.DataFrame(rows)
 
