@@ -75,27 +75,26 @@ def table2_claims(folder: Path) -> dict:
 
 
 def table3_claims(folder: Path, name: str = "table3") -> dict:
-    from .table3 import HELD_OUT, REFERENCE, paired_tests
+    from .table3 import HELD_OUT, REFERENCE, paired_tests, verdict
 
     data = pd.read_csv(folder / f"{name}.data.csv")
     last = int(data["step"].max())
     wide = data.pivot_table(index=["seed", "step"], columns="estimator", values=HELD_OUT)
     gains = wide.xs(last, level="step") - wide.xs(0, level="step")
-    out = {f"Table {name[-1]}: {m} raises held-out mean@4": _effect(gains[m], unit="pts", scale=100, fmt="+.2f")
+    out = {f"Table {name[-1]}: {m} raises held-out mean@4": _effect(gains[m], unit="points", scale=100, fmt="+.2f")
            for m in ("GRPO", "null (shuffled)") if m in gains}
     mids = sorted(s for s in data["step"].unique() if 0 < s < last)
     family = (data["estimator"].nunique() - 1) * (2 if mids else 1)
     final = data[data["step"] == last].rename(columns={"estimator": "method", HELD_OUT: "final_acc"})
-    table = paired_tests(final, family=family).set_index("method")
-    for m in table.index.drop(REFERENCE):
-        row = table.loc[m]
+    table = paired_tests(final, family=family)
+    for _, row in table[table["method"] != REFERENCE].iterrows():
+        m = row["method"]
         out[f"Table {name[-1]}: {REFERENCE} above {m} at the end (Bonferroni over {family})"] = (
-            row["verdict"], f"{100 * row['diff_ref']:+.2f} pts ({100 * row['ci_low']:+.2f} to {100 * row['ci_high']:+.2f}, "
-            f"{row['seeds']} seeds; smallest detectable effect {100 * row['mde']:.2f} pts): {row['verdict']}")
+            row["verdict"], verdict(table, m, family=family))
     if name == "table3" and {"KAE", "GRPO"} <= set(final["method"]):  # Figure S.1: this one comparison, alone
         f = final.pivot_table(index="seed", columns="method", values="final_acc")
         out["Figure S.1: KAE above GRPO at the end (one comparison, 95%)"] = _effect(
-            f["KAE"] - f["GRPO"], unit="pts", scale=100, fmt="+.2f")
+            f["KAE"] - f["GRPO"], unit="points", scale=100, fmt="+.2f")
     return out
 
 
@@ -106,7 +105,7 @@ def figure4_claims(folder: Path) -> dict:
     wide = data.pivot_table(index=["seed", "step"], columns="estimator", values=METRIC)
     last = int(data["step"].max())
     final, start = wide.xs(last, level="step"), wide.xs(0, level="step")
-    pts = {"unit": "pts", "scale": 100, "fmt": "+.2f"}
+    pts = {"unit": "points", "scale": 100, "fmt": "+.2f"}
     return {
         "Figure 4: KAE above REINFORCE at the end (G = 1)": _effect(final["KAE"] - final["REINFORCE"], **pts),
         "Figure 4: KAE above REINFORCE++ at the end (G = 1)": _effect(final["KAE"] - final["REINFORCE++"], **pts),
