@@ -227,7 +227,9 @@ def _measure(tr, rollout, step, bank, names, mc_gen, m, param_filter, result: Pa
     cells = []
     for label, (b, _) in outputs.items():
         raw = float(np.mean((b - truth[inverse]) ** 2))
-        cells.append({"step": step, "estimator": label, "value_mse": raw - float(noise[inverse].mean()),
+        # The Oracle's baseline is this Monte-Carlo truth itself: its value error is 0 by definition, not measured.
+        corrected = np.nan if names[label] == "oracle" else raw - float(noise[inverse].mean())
+        cells.append({"step": step, "estimator": label, "value_mse": corrected,
                       "value_mse_raw": raw, "value_noise": float(noise[inverse].mean())})
     if param_filter is not None:
         _measure_gradients(tr, rollout, inverse, extra, z, outputs, names, param_filter, cells, step_row)
@@ -302,9 +304,9 @@ def mse_at(m: pd.DataFrame | pd.Series, batch: int, scale=1.0):
     quad = m["x_cc"] + (m["pp_cc"] - m["x_cc"]) / batch
     lin = m["x_ct"] + (m["pp_ct"] - m["x_ct"]) / batch
     const = m["x_tt"] + (m["pp_tt"] - m["x_tt"]) / batch
-    if scale is None:  # an all-zero gradient (every advantage 0) has no best scale: NaN
+    if scale is None:  # no best scale unless the quadratic term is positive (e.g. every advantage 0): NaN
         with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.divide(lin, quad)
+            scale = np.where(quad > 0, np.divide(lin, quad), np.nan)
     return quad * scale**2 - 2 * lin * scale + const, scale
 
 
@@ -455,6 +457,10 @@ def accuracy_runs(base: Config, methods: dict, seeds, workers=None, progress=Tru
     """
     from .models import warm_start
 
+    if not (base.eval_k > 0 and base.do_sample):  # the curves are mean@k at the training temperature
+        raise ValueError(f"accuracy runs report held-out mean@k at the training temperature: they need eval_k > 0 "
+                         f"and do_sample=True, got eval_k={base.eval_k}, do_sample={base.do_sample} "
+                         "(use --set eval_k=4 --set do_sample=true)")
     if base.model is None:
         warm_start(base, log=print if progress else _quiet)  # build the shared warm start once
     seeds = [int(s) for s in seeds]

@@ -315,7 +315,7 @@ def get_preset(name: str = "small", **overrides) -> Config:
     Examples
     --------
     >>> get_preset("paper", model="/models/qwen").J
-    8
+    10
     """
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
@@ -427,7 +427,7 @@ def experiment(name: str, preset: str = "small", seeds=None, **overrides) -> tup
     --------
     >>> cfg, opts = experiment("table2", "small", mc_samples=8, steps=6)
     >>> cfg.steps, opts["mc_samples"], opts["seeds"]
-    (6, 8, [0])
+    (6, 8, [0, 1, 2, 3, 4])
     """
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}, got {name!r}")

@@ -25,13 +25,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str:
-    """Short commit of the working tree, with ``+dirty`` when it has changes."""
+    """Short commit of the working tree, with ``+dirty`` when its code has changes (result files that
+    earlier runs rewrote in ``results/`` and ``figures/`` do not count: they are outputs, not code)."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!figures"],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,

@@ -181,7 +181,8 @@ def reduction_sentence(wide, ours: str, ref: str, what: str, claim=None) -> tupl
 def difference_sentence(wide, ours: str, ref: str, what: str, claim=None) -> tuple[str, Effect | None]:
     """Like :func:`reduction_sentence`, for quantities whose per-seed ratios are ill-conditioned (near 0 or of
     either sign, such as extrapolated or rescaled MSEs): the verdict is on the per-seed difference
-    ``ref - ours``; the relative reduction and its interval are the difference's divided by ``ref``'s mean."""
+    ``ref - ours``; the relative reduction is the ratio of the two seed means, its interval from the ratio's
+    linearisation (delta method: per seed ``(d - r ref) / mean(ref)``, so ``ref``'s own spread counts)."""
     if ours not in wide.columns or ref not in wide.columns:
         return f"{ours} or {ref} was not measured: no comparison.", None
     described, eff = describe_or_why((wide[ref] - wide[ours]).to_numpy(), fmt=".3g")
@@ -189,8 +190,9 @@ def difference_sentence(wide, ours: str, ref: str, what: str, claim=None) -> tup
     text = f"{ours} vs {ref}, {what}: {wide[ours].mean():.3g} vs {mean_ref:.3g}; {ref} - {ours} = {described}"
     if eff is None or not mean_ref > 0:
         return text + ".", eff
-    rel = Effect(eff.mean / mean_ref, eff.se / mean_ref, eff.low / mean_ref, eff.high / mean_ref, eff.n,
-                 eff.mde / mean_ref, eff.verdict)
+    d, x = (wide[ref] - wide[ours]).to_numpy(), wide[ref].to_numpy()
+    r = float(d.mean()) / mean_ref
+    rel = paired_effect(r + (d - r * x) / mean_ref)
     text += f"; relative reduction {rel.mean:+.1%} (95% CI {rel.low:+.1%} to {rel.high:+.1%})"
     if claim is not None:
         lo, hi = (claim, None) if np.isscalar(claim) else claim

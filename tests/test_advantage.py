@@ -715,7 +715,7 @@ def test_register_estimator_adds_a_custom_estimator():
     "module",
     ["kernelvalue.advantage", "kernelvalue.advantage.base", "kernelvalue.advantage.history",
      "kernelvalue.advantage.kae", "kernelvalue.advantage.baselines", "kernelvalue.advantage.peers",
-     "kernelvalue.advantage.scheduler"],
+     "kernelvalue.advantage.scheduler", "kernelvalue.advantage.adaptive"],
 )  # fmt: skip
 def test_docstring_examples_run(module):
     # The numpydoc examples are part of the documentation: keep them true.

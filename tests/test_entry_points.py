@@ -299,3 +299,23 @@ def test_preset_sweep_end_to_end(tmp_path, monkeypatch):
     assert list(table["warm start"]) == ["mixed"] and 0 <= table.loc[0, "direct share"] <= 1
     text = read_md(tmp_path, "preset_sweep")
     assert "lr 0.001: GRPO" in text and "null" in text
+
+
+@pytest.mark.parametrize("overrides", [{"eval_k": 0}, {"do_sample": False}])
+def test_accuracy_runs_refuse_a_metric_they_cannot_measure_before_training(tmp_path, overrides, monkeypatch):
+    from reproduce import measure
+
+    monkeypatch.setattr("reproduce.models.warm_start", lambda *a, **k: pytest.fail("trained before refusing"))
+    cfg = get_preset("small", cache_dir=str(tmp_path), **overrides)
+    with pytest.raises(ValueError, match="eval_k > 0 and do_sample=True"):
+        measure.accuracy_runs(cfg, {"GRPO": ("grpo", {})}, [0], workers=1, progress=False)
+
+
+@pytest.mark.parametrize("module", ["reproduce.presets", "reproduce.trainer", "reproduce.tasks",
+                                    "reproduce.table3", "reproduce.verdict", "reproduce.measure"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert res.failed == 0 and res.attempted > 0
