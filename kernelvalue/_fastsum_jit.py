@@ -53,6 +53,8 @@ def criteria_loop(coef, degree):
     needed more (keep it for the next bandwidth: fresh pages cost a fault
     each).
     """
+    if degree not in (0, 1):
+        raise ValueError(f"the compiled loop fits degree 0 or 1, got {degree!r}")
     n_mom, n_t = 2 * degree + 1, degree + 1
     KS = len(coef) - 1 + n_mom  # moments of the weights
     KT = len(coef) - 1 + n_t  # moments of the weighted responses

@@ -940,6 +940,8 @@ def _scales(Xn):
 def _kth_gap_1d(x, k):
     """Distance from each distinct value to its ``k``-th nearest other distinct
     value (``k <= 2``), and the range: ``O(n log n)`` by sorting."""
+    if k not in (1, 2):
+        raise ValueError(f"_kth_gap_1d serves k = 1 or 2, got {k!r}")
     v = np.unique(x)  # sorted distinct values
     m = v.shape[0]
     k = min(k, m - 1)

@@ -670,24 +670,21 @@ def _edge_tol(x, z, h):
     return 64 * np.finfo(float).eps * (max(abs(float(x[0])), abs(float(x[-1])), float(np.max(np.abs(z)))) + h)
 
 
-def _exact_edge(x, z, h, kern, edge, left, near=None):
+def _exact_edge(x, z, h, kern, edge, left):
     """Move a window edge over whole tie groups until it separates the points
     with nonzero weight from the others.
 
     ``searchsorted`` against ``z -/+ h`` is already right unless a data point
-    lies within a few ulps of that bound; only those points (``near``,
-    indices into ``z``, found here unless given) are re-tested, with the
-    kernel itself (its value is what the direct path sums).
+    lies within a few ulps of that bound; only those points are re-tested,
+    with the kernel itself (its value is what the direct path sums).
     """
     n = x.shape[0]
     if n == 0 or z.shape[0] == 0:
         return edge
-    if near is None:
-        bound = z - h if left else z + h
-        tol = _edge_tol(x, z, h)
-        near = np.flatnonzero((np.abs(_take(x, edge) - bound) <= tol)
-                              | (np.abs(_take(x, np.maximum(edge - 1, 0)) - bound) <= tol))
-    sel_all = near
+    bound = z - h if left else z + h
+    tol = _edge_tol(x, z, h)
+    sel_all = np.flatnonzero((np.abs(_take(x, edge) - bound) <= tol)
+                             | (np.abs(_take(x, np.maximum(edge - 1, 0)) - bound) <= tol))
     if sel_all.size == 0:
         return edge
     zs, e = z[sel_all], edge[sel_all]
