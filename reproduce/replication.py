@@ -32,11 +32,9 @@ def _effect(diffs, **fmt) -> tuple[str, str]:
 
 
 def table1_claims(folder: Path) -> dict:
-    from .table1 import PHASES, with_phase
+    from .table1 import PHASES
 
     cells = pd.read_csv(folder / "table1.data.csv")
-    if "phase" not in cells:
-        cells = with_phase(cells, int(cells["step"].max()))
     wide = per_seed(cells, "value_mse")
     early = per_seed(cells[cells["phase"] == PHASES[0]], "value_mse")
     late = per_seed(cells[cells["phase"] == PHASES[-1]], "value_mse")
@@ -114,6 +112,12 @@ def figure4_claims(folder: Path) -> dict:
     }
 
 
+FILES = {  # the data files each table's claims read
+    "table1": ("table1.data.csv",), "table2": ("table2.data.csv", "table2.steps.csv"),
+    "table3": ("table3.data.csv",), "table4": ("table4.data.csv",), "figure4": ("figure4.data.csv",),
+}
+
+
 CLAIMS = {"table1": table1_claims, "table2": table2_claims, "table3": table3_claims,
           "table4": lambda folder: table3_claims(folder, "table4"), "figure4": figure4_claims}
 
@@ -122,22 +126,25 @@ def claims(folder: Path) -> dict:
     """Every claim whose data files ``folder`` holds: ``{claim: (verdict, effect text)}``."""
     out = {}
     for name, fn in CLAIMS.items():
-        if (folder / f"{name}.data.csv").is_file():
+        if all((folder / f).is_file() for f in FILES[name]):
             out.update(fn(folder))
     return out
 
 
-def pooled(main: Path, other: Path, into: Path) -> bool:
-    """Write into ``into`` every data file both folders hold, rows of both stacked; False unless
-    their seeds are disjoint (then the pool is a run with more seeds, and its verdicts are sharper)."""
-    names = [f.name for f in main.glob("*.csv") if (other / f.name).is_file() and f.name.endswith(
-        (".data.csv", ".steps.csv"))]
-    frames = {n: (pd.read_csv(main / n), pd.read_csv(other / n)) for n in names}
-    if not frames or any(set(a["seed"]) & set(b["seed"]) for a, b in frames.values()):
-        return False
-    for n, (a, b) in frames.items():
-        pd.concat([a, b], ignore_index=True).to_csv(into / n, index=False)
-    return True
+def pooled(main: Path, other: Path, into: Path) -> list[str]:
+    """Write into ``into`` the data files of every table both folders hold with disjoint seeds, rows of both
+    stacked (a run with more seeds, whose verdicts are sharper); returns those tables' names."""
+    done = []
+    for table, names in FILES.items():
+        if not all((main / n).is_file() and (other / n).is_file() for n in names):
+            continue
+        frames = [(pd.read_csv(main / n), pd.read_csv(other / n)) for n in names]
+        if any(set(a["seed"]) & set(b["seed"]) for a, b in frames):
+            continue
+        for n, (a, b) in zip(names, frames):
+            pd.concat([a, b], ignore_index=True).to_csv(into / n, index=False)
+        done.append(table)
+    return done
 
 
 def compare(main: Path, others: dict[str, Path]) -> pd.DataFrame:

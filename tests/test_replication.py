@@ -65,3 +65,15 @@ def test_each_claim_reads_as_its_own_report_states_it():
     for claim, (_, text) in replication.claims(RESULTS).items():
         report = (RESULTS / f"{files[claim.split(':')[0]]}.md").read_text()
         assert text.rstrip(".") in report, claim
+
+
+def test_pooling_is_per_table(tmp_path):
+    # Table 1 re-run with other seeds is pooled even though the other folder's Table 2 reuses the seeds.
+    cells = pd.read_csv(RESULTS / "table1.data.csv")
+    cells["seed"] += 100
+    cells.to_csv(tmp_path / "table1.data.csv", index=False)
+    for name in ("table2.data.csv", "table2.steps.csv"):
+        shutil.copy(RESULTS / name, tmp_path / name)
+    table = replication.compare(RESULTS, {"mixed": tmp_path}).set_index("claim")
+    assert table.loc["Table 1: KAE's value MSE below GRPO's", "pooled with mixed"] != ""
+    assert (table[table.index.str.startswith("Table 2")]["pooled with mixed"] == "").all()
