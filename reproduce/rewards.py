@@ -826,8 +826,6 @@ def gold_answer(gold, style: str = "boxed") -> str:
         raise ValueError(f"bad gold answer: {err}") from None
 
 
-
-
 def grade_answer(pred: str | None, gold) -> Grade:
     """Whether an extracted answer ``pred`` equals the gold answer ``gold``, and why if undecidable.
 

@@ -1,6 +1,6 @@
 """The sweep that chose the small preset: where does RL learn, and where does a null control not?
 
-``python -m reproduce.sweep [--seeds 0 1] [--out results]`` (about 25 min on 2 CPU cores)
+``python -m reproduce.sweep [--seeds 0 1] [--out results]`` (about 13 min on 2 CPU cores)
 
 The small preset must be a miniature in which RL raises held-out accuracy and a
 null control (GRPO fed the batch's rewards in random order) does not. This

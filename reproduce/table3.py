@@ -1,4 +1,4 @@
-"""Table 3: final accuracy of GRPO, Dr. GRPO, GPG, REINFORCE++ and KAE at G = 4, with paired tests over seeds.
+"""Table 3: final accuracy of GRPO, Dr. GRPO, GPG, KAE and KAE-auto at G = 4, with paired tests over seeds.
 
 ``python -m reproduce.table3 [--preset small|paper] [--seeds 0 1 ... 7] [--device auto] [--out results]``
 
@@ -6,14 +6,17 @@ The paper's Table 3 trains Qwen2.5-Math-7B on MATH with each method and reports
 the average accuracy over AIME24, AIME25, AMC23, MATH500, Minerva and
 OlympiadBench. Its ``small`` analogue here trains the embedded tiny LM (the
 warm start shared by every run) on the synthetic arithmetic task at G = 4 with
-each advantage estimator and measures greedy accuracy on the held-out test set.
+each advantage estimator and measures held-out mean@k at the training temperature
+(with pass@k and greedy accuracy beside it) on 1000 problems outside the SFT
+corpus and the prompt pool, against a shuffled-reward null control.
 
 * **Pairing.** For a seed, every method starts from the same warm-started
   weights with the same seed for sampling and the prompt schedule, so
   ``acc(KAE, seed) - acc(method, seed)`` are paired differences. We report the
-  mean difference with its 95% t interval, the paired t-test and the exact
-  Wilcoxon signed-rank test (``scipy.stats``); with few seeds the Wilcoxon
-  test cannot reach small p-values (4 seeds: p >= 0.125), which we say.
+  mean difference with its t interval at the Bonferroni level of the table's
+  family of comparisons (methods x final and mid-training), the smallest
+  detectable difference, and the exact Wilcoxon signed-rank test
+  (``scipy.stats``) beside it.
 * **One loss for all.** Every method uses the same token-level PPO-clip loss
   and aggregation (the config's ``loss_agg_mode``), so the advantage estimator
   is the only difference (Dr. GRPO's and GPG's estimators carry their own
@@ -23,12 +26,12 @@ each advantage estimator and measures greedy accuracy on the held-out test set.
   pipeline end to end; its accuracy there is ~0 by construction, said plainly
   in the output.
 
-Small-preset defaults: 48 RL steps (six prompt minibatches, each used J = 8
-steps), 16 prompts x G = 4 responses per step, lr 1e-5 (the preset's), 200
-held-out problems, seeds 0-7, methods GRPO, Dr. GRPO, GPG, REINFORCE++ and KAE
-(``--methods ... KAE-LL KAE-shrink`` adds the beyond-the-paper variants). One
-run takes about 50 s on 2 shared CPU cores with one torch thread (40 runs:
-~35 min); runs are deterministic on CPU, so a seed subset reproduces exactly.
+Small-preset defaults: 100 RL steps (prompt blocks each used J = 10 steps), 16
+prompts x G = 4 responses per step, lr 3e-5 (the preset's), 1000 held-out
+problems, seeds 0-7, methods GRPO, Dr. GRPO, GPG, KAE, KAE-auto and the null
+control (``--methods ... REINFORCE++ KAE-LL KAE-shrink`` adds more). The 48 runs
+take 13-17 min on 2 CPU cores; runs are deterministic on CPU, so a seed subset
+reproduces exactly.
 
 Writes ``results/table3.csv`` (one row per method), ``results/table3.data.csv``
 (accuracy curves per method and seed), ``results/table3.benchmarks.csv``,
@@ -40,7 +43,8 @@ set (``--train-data``) and a CUDA GPU; it checks them first and fails at once,
 naming what is missing. With all three it trains GRPO, Dr. GRPO, GPG and KAE
 (``--methods`` to change) through :class:`reproduce.trainer.Trainer` on the
 boxed-answer set (``dataset="math"``, reward ``style="boxed"``, Qwen2.5-Math
-prompts) with ``reproduce.presets.PAPER_MATH`` (G = 4, ``--G 8``; J = 8; 300
+prompts) with ``reproduce.presets.PAPER_MATH`` (G = 4, ``--G 8``; J = 10, 8 for
+Table 4; 300
 steps; the values the paper does not give are marked there), then evaluates
 each trained policy and the untrained model on the six benchmarks with
 :func:`reproduce.evaluate.evaluate` (greedy, ``--eval-k``/``--eval-temperature``)::
@@ -87,8 +91,8 @@ HELD_OUT = "mean_at_k"  # the main held-out metric: mean@k at the training tempe
 DEFAULT_METHODS = ("GRPO", "Dr.GRPO", "GPG", "KAE", "KAE-auto", "null (shuffled)")
 PAPER_METHODS = ("GRPO", "Dr.GRPO", "GPG", "KAE")  # the columns of the paper's Tables 3-4
 # Small-preset settings per table: Table 3 ~ MATH (7.5k training problems), Table 4 ~ DAPO-17k, a
-# training set ~2.3x larger: the analogue keeps the task and warm start and enlarges the prompt pool
-# (256 -> 1024 prompts), so each prompt recurs less often. Nothing else differs.
+# training set ~2.3x larger and harder: the analogue keeps the task and warm start, enlarges the prompt pool
+# (80 -> 1024 prompts), keeps only the hardest problems (4-5 terms) and uses the paper's DAPO J = 8.
 SETTINGS = {
     "table3": {
         "paper": paper.TABLE3,
@@ -267,7 +271,7 @@ def run_paper(name: str, args, methods, seeds) -> tuple[pd.DataFrame, pd.DataFra
     """Train every (method, seed) with :class:`reproduce.trainer.Trainer`, then evaluate on the six benchmarks.
 
     Returns ``(curves, bench, final, start_macro)``: held-out accuracy during training (``estimator, seed,
-    step, test_acc``), one row per (method, seed, benchmark) with ``mean@k (%)``, final macro accuracy per
+    step, mean_at_k``), one row per (method, seed, benchmark) with ``mean@k (%)``, final macro accuracy per
     (method, seed) as a fraction, and the untrained model's macro accuracy (fraction).
     """
     import gc
