@@ -134,6 +134,19 @@ def size_vs_claim(effect: Effect, claim) -> str:
     return "overlaps the paper's range"
 
 
+def against_paper(effect: Effect, claim) -> str:
+    """``"; paper <range>, ours <where>"``: a relative effect against the paper's claimed range or lower bound.
+
+    Examples
+    --------
+    >>> against_paper(paired_effect([0.70, 0.69, 0.71]), (0.6, 0.73))
+    "; paper 60%-73%, ours inside the paper's range"
+    """
+    lo, hi = (claim, None) if np.isscalar(claim) else claim
+    paper = f"{100 * lo:g}%-{100 * hi:g}%" if hi is not None else f">{100 * lo:g}%"
+    return f"; paper {paper}, ours {size_vs_claim(effect, claim)}"
+
+
 def per_seed(df, value: str, by: str = "estimator", seed: str = "seed"):
     """``df`` reduced to one number per (seed, ``by``): the mean of ``value`` over that seed's cells.
 
@@ -172,9 +185,7 @@ def reduction_sentence(wide, ours: str, ref: str, what: str, claim=None) -> tupl
     described, eff = describe_or_why(relative_reduction(wide, ours, ref), fmt="+.1%")
     text = f"{ours} vs {ref}, {what}: {wide[ours].mean():.4g} vs {wide[ref].mean():.4g}; reduction {described}"
     if claim is not None and eff is not None:
-        lo, hi = (claim, None) if np.isscalar(claim) else claim
-        paper = f"{lo:.0%}-{hi:.0%}" if hi is not None else f">{lo:.0%}"
-        text += f"; paper {paper}, ours {size_vs_claim(eff, claim)}"
+        text += against_paper(eff, claim)
     return text + ".", eff
 
 
@@ -195,7 +206,5 @@ def difference_sentence(wide, ours: str, ref: str, what: str, claim=None) -> tup
     rel = paired_effect(r + (d - r * x) / mean_ref)
     text += f"; relative reduction {rel.mean:+.1%} (95% CI {rel.low:+.1%} to {rel.high:+.1%})"
     if claim is not None:
-        lo, hi = (claim, None) if np.isscalar(claim) else claim
-        paper = f"{lo:.1%}-{hi:.1%}" if hi is not None else f">{lo:.0%}"
-        text += f"; paper {paper}, ours {size_vs_claim(rel, claim)}"
+        text += against_paper(rel, claim)
     return text + ".", rel
