@@ -84,12 +84,15 @@ def main(argv=None) -> pd.DataFrame:
     wide = per_seed(pd.DataFrame(rows), "value_mse")
     for ref, (name, _) in REFERENCES.items():
         effects = {e: describe_or_why(relative_reduction(wide, e, ref))[1] for e in kae["estimator"]}
-        verdicts = {e: eff.verdict if eff is not None else "undecided" for e, eff in effects.items()}
-        counts = {v: sum(x == v for x in verdicts.values()) for v in VERDICTS}
+        verdicts = {e: eff.verdict if eff is not None else "no verdict" for e, eff in effects.items()}
+        counts = {v: sum(x == v for x in verdicts.values()) for v in (*VERDICTS, "no verdict")}
         findings.append(
-            f"KAE below {name} (per-seed paired reduction, 95% CI): holds for {counts['holds']} of {len(kae)} "
-            f"(kernel, h) settings, does not hold for {counts['does not hold']}, undecided for {counts['undecided']}"
-            + (f" ({', '.join(e for e, v in verdicts.items() if v != 'holds')})" if counts["holds"] < len(kae) else "")
+            f"KAE below {name} (per-seed paired reduction, 95% CI for each setting, not adjusted for the "
+            f"{len(kae)} settings): holds for {counts['holds']} of {len(kae)} (kernel, h) settings, does not hold "
+            f"for {counts['does not hold']}, undecided for {counts['undecided']}"
+            + (f", no verdict (under 2 seeds) for {counts['no verdict']}" if counts["no verdict"] else "")
+            + (f" (not holding: {', '.join(e for e, v in verdicts.items() if v != 'holds')})"
+               if counts["holds"] < len(kae) else "")
             + "."
         )
     for kernel, part in kae.groupby("kernel", sort=False):
