@@ -62,8 +62,7 @@ GRID = np.unique(np.round(np.logspace(0, 5, 201)).astype(int))  # batch sizes 1 
 def kae_below(moments_kae, moments_ref, rescaled: bool) -> np.ndarray:
     """Whether KAE's MSE is below the reference's at each batch size of :data:`GRID`."""
     scale = None if rescaled else 1.0
-    m_k, m_r = (pd.DataFrame([m] * len(GRID)) for m in (moments_kae, moments_ref))
-    return (mse_at(m_k, GRID, scale)[0] < mse_at(m_r, GRID, scale)[0]).to_numpy()
+    return np.asarray(mse_at(moments_kae, GRID, scale)[0] < mse_at(moments_ref, GRID, scale)[0])
 
 
 def crossover_sentence(seeds_table: pd.DataFrame, ours: str, ref: str, rescaled: bool, draws: int = 1000) -> str:

@@ -319,3 +319,25 @@ def test_docstring_examples_run(module):
 
     res = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert res.failed == 0 and res.attempted > 0
+
+
+def test_crossover_of_an_estimator_that_starts_above_and_one_that_never_crosses():
+    from reproduce.table2 import MOMENTS, crossover_sentence
+
+    rng = np.random.default_rng(0)
+
+    def seeds(pp_cc, x_cc):  # MSE(B) = x_cc - 2 x_ct + x_tt + (pp_cc - x_cc + ...) / B, per seed
+        rows = []
+        for s in range(5):
+            m = dict(pp_cc=pp_cc, pp_ct=1.0, pp_tt=1.0, x_cc=x_cc + 0.01 * rng.normal(), x_ct=0.5, x_tt=0.5)
+            rows.append({"seed": s, **m})
+        return pd.DataFrame(rows)
+
+    # "ours" has more variance (pp) but less bias (x): above the reference at small B, below at large B.
+    table = pd.concat([seeds(3.0, 0.55).assign(estimator="ours"), seeds(2.0, 0.8).assign(estimator="ref")])
+    text = crossover_sentence(table[["estimator", "seed", *MOMENTS]], "ours", "ref", rescaled=False, draws=200)
+    assert "is above ref's for B < " in text and "nan" not in text
+    lo, hi = (float(v) for v in text.split("crossing ")[1].split(";")[0].split(" to "))
+    assert 1 < lo <= hi < np.inf
+    never = pd.concat([seeds(2.0, 0.5).assign(estimator="ours"), seeds(3.0, 0.8).assign(estimator="ref")])
+    assert "at every batch size" in crossover_sentence(never[["estimator", "seed", *MOMENTS]], "ours", "ref", False)
